@@ -1,0 +1,70 @@
+"""Every error the service raises on purpose, each carrying its HTTP status and a stable type.
+
+```
+ForecastError                      500 forecast_error
+├── ModelNotFoundError             404 model_not_found
+├── ModelNotReadyError             503 model_not_ready
+├── ModelLoadError                 503 model_load_error    (start-up; becomes a model's `reason`)
+│   └── DeviceUnavailableError     503 device_unavailable
+├── PayloadTooLargeError           413 payload_too_large
+└── InvalidRequestError            422 invalid_request
+    ├── InvalidSeriesError         422 invalid_series     (empty, short, NaN, dimensions, ragged)
+    ├── LimitExceededError         422 limit_exceeded     (a configured limit, named)
+    └── UnsupportedForecastError   422 unsupported_forecast (strategy, covariates, MC)
+```
+
+Domain code raises these and knows nothing of HTTP; one handler in `service.api.errors` turns them
+into `{"error": {"type": ..., "message": ...}}`.
+"""
+
+
+class ForecastError(Exception):
+    """Base class: `status_code` and `type` are what the client sees, with the message."""
+
+    status_code = 500
+    type = "forecast_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ModelNotFoundError(ForecastError):
+    status_code = 404
+    type = "model_not_found"
+
+
+class ModelNotReadyError(ForecastError):
+    status_code = 503
+    type = "model_not_ready"
+
+
+class ModelLoadError(ForecastError):
+    status_code = 503
+    type = "model_load_error"
+
+
+class DeviceUnavailableError(ModelLoadError):
+    type = "device_unavailable"
+
+
+class PayloadTooLargeError(ForecastError):
+    status_code = 413
+    type = "payload_too_large"
+
+
+class InvalidRequestError(ForecastError):
+    status_code = 422
+    type = "invalid_request"
+
+
+class InvalidSeriesError(InvalidRequestError):
+    type = "invalid_series"
+
+
+class LimitExceededError(InvalidRequestError):
+    type = "limit_exceeded"
+
+
+class UnsupportedForecastError(InvalidRequestError):
+    type = "unsupported_forecast"

@@ -1,0 +1,298 @@
+"""Forecast semantics in numpy: context windows, scaling, direct and recursive strategies, MC paths.
+
+Knows nothing of HTTP or ONNX Runtime: the model is reached through an `Infer` callable that takes
+the scaled window `x` [B, T, F] and the mask inputs and returns the graph's output.
+"""
+
+import math
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service.errors import (
+    InvalidRequestError,
+    InvalidSeriesError,
+    LimitExceededError,
+    UnsupportedForecastError,
+)
+from service.repository import ForecasterSpec
+from service.settings import Settings
+
+Array32 = NDArray[np.float32]
+Array64 = NDArray[np.float64]
+Strategy = Literal["auto", "direct", "recursive"]
+ResolvedStrategy = Literal["direct", "recursive"]
+Infer = Callable[[Array32, Mapping[str, Array32]], Awaitable[Array32]]
+# A univariate series is a list of numbers; a multivariate one a list of [F] rows.
+SeriesInput = Sequence[float] | Sequence[Sequence[float]]
+
+DEFAULT_QUANTILES = (0.05, 0.5, 0.95)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_series: int
+    max_points: int
+    max_horizon: int
+    max_samples: int
+    max_paths: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Limits":
+        return cls(
+            max_series=settings.max_series,
+            max_points=settings.max_points,
+            max_horizon=settings.max_horizon,
+            max_samples=settings.max_samples,
+            max_paths=settings.max_paths,
+        )
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """MC dropout: `samples` paths per series; `seed` makes them reproducible bit for bit."""
+
+    samples: int
+    quantiles: Sequence[float] = DEFAULT_QUANTILES
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class SeriesForecast:
+    mean: Array64
+    std: Array64 | None = None
+    quantiles: dict[str, Array64] | None = None
+
+
+@dataclass(frozen=True)
+class Forecast:
+    horizon: int
+    strategy: ResolvedStrategy
+    forecasts: list[SeriesForecast]
+
+
+async def forecast(
+    spec: ForecasterSpec,
+    series: Sequence[SeriesInput],
+    infer: Infer,
+    limits: Limits,
+    *,
+    horizon: int | None = None,
+    strategy: Strategy = "auto",
+    uncertainty: Uncertainty | None = None,
+    labels: Sequence[str] | None = None,
+) -> Forecast:
+    """Forecast `horizon` steps after each series, with MC-dropout statistics when asked.
+
+    Series are cut to their last `input_length` points and grouped by length, so each step of the
+    rollout is one `infer` call per distinct length, with series x samples rows. `labels` name the
+    series in error messages (default `batch[i]`).
+    """
+    if labels is None:
+        labels = [f"batch[{i}]" for i in range(len(series))]
+    if not series:
+        raise InvalidSeriesError("batch is empty: give at least one series")
+    if len(series) > limits.max_series:
+        raise LimitExceededError(f"batch has {len(series)} series; max_series={limits.max_series}")
+    horizon = spec.horizon if horizon is None else horizon
+    used = resolve_strategy(spec, horizon, strategy, limits)
+    samples, seed = 1, None
+    if uncertainty is not None:
+        samples = _check_uncertainty(spec, uncertainty, len(series), limits)
+        seed = uncertainty.seed
+        if (
+            seed is None
+        ):  # still one seed for the whole request, split per series as with a given one
+            seed = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
+    windows = prepare_windows(spec, series, labels, limits)
+
+    paths: list[Array64] = [np.empty(0)] * len(windows)
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for i, window in enumerate(windows):
+        by_length[window.shape[0]].append(i)
+    for rows in by_length.values():
+        x = np.repeat(np.stack([windows[i] for i in rows]), samples, axis=0)
+        scaled = await rollout(spec, x, _masks(spec, rows, samples, seed), horizon, infer)
+        values = unscale_target(spec, scaled).reshape(len(rows), samples, horizon)
+        for i, value in zip(rows, values, strict=True):
+            paths[i] = value
+
+    if uncertainty is None:
+        return Forecast(horizon, used, [SeriesForecast(mean=p[0]) for p in paths])
+    return Forecast(horizon, used, [summarise(p, uncertainty.quantiles) for p in paths])
+
+
+def resolve_strategy(
+    spec: ForecasterSpec, horizon: int, strategy: Strategy, limits: Limits
+) -> ResolvedStrategy:
+    """`auto` is direct up to the model horizon and recursive beyond; `direct` cannot go beyond."""
+    if horizon < 1:
+        raise InvalidRequestError(f"horizon must be >= 1, got {horizon}")
+    if horizon > limits.max_horizon:
+        raise LimitExceededError(f"horizon={horizon} exceeds max_horizon={limits.max_horizon}")
+    if strategy == "direct" and horizon > spec.horizon:
+        raise UnsupportedForecastError(
+            f"horizon={horizon} exceeds the model horizon={spec.horizon} for strategy 'direct'; "
+            "use strategy 'recursive' or 'auto'"
+        )
+    used: ResolvedStrategy = (
+        "direct" if horizon <= spec.horizon and strategy != "recursive" else "recursive"
+    )
+    if horizon > spec.horizon and spec.n_features > 1:
+        raise UnsupportedForecastError(
+            f"horizon={horizon} needs a recursive rollout beyond the model horizon={spec.horizon}, "
+            f"but the model forecasts only {spec.features[spec.target]!r} of its features "
+            f"{spec.features}: future covariates are needed, which this API does not accept yet"
+        )
+    return used
+
+
+def _check_uncertainty(
+    spec: ForecasterSpec, uncertainty: Uncertainty, n_series: int, limits: Limits
+) -> int:
+    samples = uncertainty.samples
+    if samples < 1:
+        raise InvalidRequestError(f"uncertainty.samples must be >= 1, got {samples}")
+    if samples > limits.max_samples:
+        raise LimitExceededError(
+            f"uncertainty.samples={samples} exceeds max_samples={limits.max_samples}"
+        )
+    if n_series * samples > limits.max_paths:
+        raise LimitExceededError(
+            f"{n_series} series x uncertainty.samples={samples} = {n_series * samples} paths "
+            f"exceeds max_paths={limits.max_paths}"
+        )
+    bad = [q for q in uncertainty.quantiles if not 0.0 < q < 1.0]
+    if bad:
+        raise InvalidRequestError(f"uncertainty.quantiles must lie in (0, 1), got {bad}")
+    if not spec.masks:
+        raise UnsupportedForecastError(
+            f"model {spec.name!r} has no MC-dropout sites: uncertainty is not available"
+        )
+    return samples
+
+
+def prepare_windows(
+    spec: ForecasterSpec, series: Sequence[SeriesInput], labels: Sequence[str], limits: Limits
+) -> list[Array32]:
+    """Check each series against the model and return its scaled context window [T, F]."""
+    arrays = []
+    for raw, label in zip(series, labels, strict=True):
+        if len(raw) == 0:
+            raise InvalidSeriesError(f"{label} is empty")
+        if len(raw) > limits.max_points:
+            raise LimitExceededError(
+                f"{label} has {len(raw)} points; max_points={limits.max_points}"
+            )
+        try:
+            array = np.asarray(raw, dtype=np.float64)
+        except (ValueError, TypeError):
+            raise InvalidSeriesError(
+                f"{label} is ragged: every row of a multivariate series needs the same "
+                "number of features"
+            ) from None
+        arrays.append(array)
+
+    if len({a.ndim for a in arrays}) > 1:
+        raise InvalidSeriesError("batch mixes univariate and multivariate series")
+    if len({a.shape[1:] for a in arrays}) > 1:
+        raise InvalidSeriesError("batch mixes multivariate series of different feature counts")
+
+    n_features = spec.n_features
+    windows = []
+    for array, label in zip(arrays, labels, strict=True):
+        if array.ndim > 2:
+            raise InvalidSeriesError(f"{label} has {array.ndim} dimensions; expected 1 or 2")
+        got = 1 if array.ndim == 1 else array.shape[1]
+        if got != n_features or (array.ndim == 1 and n_features != 1):
+            shape = "univariate rows" if array.ndim == 1 else f"rows of {got} features"
+            raise InvalidSeriesError(
+                f"{label} has {shape}; model {spec.name!r} expects rows of {n_features} "
+                f"features {spec.features}"
+            )
+        if len(array) < spec.min_length:
+            raise InvalidSeriesError(
+                f"{label} has {len(array)} points; the model needs at least "
+                f"min_length={spec.min_length}"
+            )
+        if not np.isfinite(array).all():
+            raise InvalidSeriesError(f"{label} holds NaN or infinite values")
+        window = array[-spec.input_length :].reshape(-1, n_features)
+        windows.append(scale(spec, window))
+    return windows
+
+
+def scale(spec: ForecasterSpec, window: Array64) -> Array32:
+    if spec.scaling.method == "none":
+        return window.astype(np.float32)
+    mean = np.asarray(spec.scaling.mean, dtype=np.float64)
+    scaled: Array64 = (window - mean) / np.asarray(spec.scaling.scale, dtype=np.float64)
+    return scaled.astype(np.float32)
+
+
+def unscale_target(spec: ForecasterSpec, scaled: Array32) -> Array64:
+    values = scaled.astype(np.float64)
+    if spec.scaling.method == "none":
+        return values
+    t = spec.target
+    return values * spec.scaling.scale[t] + spec.scaling.mean[t]
+
+
+def _masks(
+    spec: ForecasterSpec, rows: Sequence[int], samples: int, seed: int | None
+) -> dict[str, Array32]:
+    """The mask inputs for `rows` x `samples`: all ones (dropout off) without a seed."""
+    if seed is None:
+        return {m.name: np.ones((len(rows), m.size), dtype=np.float32) for m in spec.masks}
+    drawn = [draw_masks(spec, samples, seed, i) for i in rows]
+    return {m.name: np.concatenate([d[m.name] for d in drawn]) for m in spec.masks}
+
+
+def draw_masks(spec: ForecasterSpec, samples: int, seed: int, index: int) -> dict[str, Array32]:
+    """MC-dropout masks [samples, size] per site for the series at `index` of a request.
+
+    Each series draws from its own generator, derived from the request seed and its index, so its
+    samples depend on nothing else in the request. Values are {0, 1/keep}: inverted dropout.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
+    keep = 1.0 - spec.onnx.mc_dropout.rate
+    return {
+        m.name: ((rng.random((samples, m.size)) < keep) / keep).astype(np.float32)
+        for m in spec.masks
+    }
+
+
+async def rollout(
+    spec: ForecasterSpec, x: Array32, masks: Mapping[str, Array32], horizon: int, infer: Infer
+) -> Array32:
+    """Scaled forecasts [B, horizon]: one call when horizon <= the model horizon, else recursive.
+
+    A recursive rollout appends each chunk to the window, keeps the last `input_length` points and
+    calls again with the same masks, so every path stays one sampled network and feeds back its own
+    values: the spread grows with the horizon as it should.
+    """
+    chunks = []
+    produced = 0
+    for _ in range(math.ceil(horizon / spec.horizon)):
+        y = await infer(x, masks)
+        chunk = y[:, -1, :] if spec.output == "sequence" else y
+        chunks.append(chunk)
+        produced += chunk.shape[1]
+        if produced < horizon:
+            x = np.concatenate([x, chunk[:, :, None]], axis=1)[:, -spec.input_length :]
+    paths: Array32 = np.concatenate(chunks, axis=1)[:, :horizon]
+    return paths
+
+
+def summarise(paths: Array64, quantiles: Sequence[float]) -> SeriesForecast:
+    """Mean, std (ddof=0) and quantiles over the sample paths [samples, horizon]."""
+    levels: Array64 | list[Array64] = np.quantile(paths, quantiles, axis=0) if quantiles else []
+    return SeriesForecast(
+        mean=paths.mean(axis=0),
+        std=paths.std(axis=0),
+        quantiles={str(q): level for q, level in zip(quantiles, levels, strict=True)},
+    )

@@ -1,0 +1,207 @@
+"""`python -m training`: train, evaluate and export forecasters into the model repository.
+
+    python -m training train --model lstm --data synthetic --horizon 10 --out models/lstm
+    python -m training train --model gru --data rides.csv --date-column date --target rail \
+        --covariates bus --train-end 2018-12-31 --valid-end 2019-05-31 --horizon 14 --kind seq2vec
+    python -m training export --run runs/lstm --out models/lstm
+
+The data is loaded and checked before TensorFlow is imported, so bad input fails in a second with one
+message naming the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from training.errors import TrainingError
+from training.tasks import Task, TaskConfig, build_task
+
+MODELS = ("lstm", "gru", "wavenet", "simple_rnn", "conv_gru")
+
+
+def positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n")[0])
+    sub = root.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train a model, print its metrics table, export it")
+    train.add_argument("--model", choices=MODELS, required=True)
+    train.add_argument("--name", help="model name in the repository (default: the --model)")
+    train.add_argument("--data", default="synthetic", help="'synthetic' or a CSV file path")
+    train.add_argument("--horizon", type=positive, default=10, help="steps forecast per call")
+    train.add_argument("--input-length", type=positive, default=50, help="context window")
+    train.add_argument("--kind", choices=("seq2seq", "seq2vec"), default="seq2seq")
+    train.add_argument("--epochs", type=positive, default=60)
+    train.add_argument("--batch-size", type=positive, default=32)
+    train.add_argument("--patience", type=positive, default=10, help="early-stopping patience")
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--units", type=positive, default=64, help="units or filters per layer")
+    train.add_argument("--dropout", type=float, default=0.1, help="MC-dropout rate (0 disables)")
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument(
+        "--synthetic-sizes",
+        type=positive,
+        nargs=3,
+        default=[7000, 2000, 1000],
+        metavar=("TRAIN", "VALID", "TEST"),
+        help="series per split of the synthetic data",
+    )
+    csv = train.add_argument_group("CSV data")
+    csv.add_argument("--date-column", default="date")
+    csv.add_argument("--target", default="value", help="the column to forecast")
+    csv.add_argument("--covariates", nargs="*", default=[], help="extra input columns")
+    csv.add_argument("--frequency", help="pandas frequency, e.g. D (default: inferred)")
+    csv.add_argument("--train-end", help="last date of the training split (default: 70%% of rows)")
+    csv.add_argument("--valid-end", help="last date of the validation split (default: next 20%%)")
+    csv.add_argument("--fill-gaps", choices=("error", "interpolate"), default="error")
+    csv.add_argument("--season", type=positive, default=1, help="seasonal naive baseline period")
+    out = train.add_argument_group("output")
+    out.add_argument(
+        "--out", type=Path, help="repository folder to export to (default models/NAME)"
+    )
+    out.add_argument("--no-export", action="store_true", help="train and save the checkpoint only")
+    out.add_argument(
+        "--runs-dir", type=Path, default=Path("runs"), help="checkpoints (git-ignored)"
+    )
+    export = sub.add_parser("export", help="export a saved run (runs/NAME) to the repository")
+    export.add_argument("--run", type=Path, required=True, help="a folder written by `train`")
+    export.add_argument("--out", type=Path, required=True)
+    return root
+
+
+def metrics_table(spec: dict[str, Any]) -> str:
+    """Validation MSE per horizon step: model (dropout off, MC mean) against the baselines."""
+    metrics = spec["metrics"]
+    rows = [k for k in ("model", "model_mc_mean", "linear", "naive") if k in metrics]
+    rows += [k for k in metrics if k.startswith("naive_")]
+    horizon = len(metrics["model"]["mse_per_step"])
+    head = f"{'validation MSE':<16}" + "".join(f"{'t+' + str(h + 1):>9}" for h in range(horizon))
+    lines = [head + f"{'MAE':>9}"]
+    for key in rows:
+        per_step = metrics[key]["mse_per_step"]
+        lines.append(
+            f"{key:<16}" + "".join(f"{v:9.5f}" for v in per_step) + f"{metrics[key]['mae']:9.5f}"
+        )
+    return "\n".join(lines)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config = TaskConfig(
+        data=args.data,
+        input_length=args.input_length,
+        horizon=args.horizon,
+        kind=args.kind,
+        seed=args.seed,
+        date_column=args.date_column,
+        target=args.target,
+        covariates=list(args.covariates),
+        frequency=args.frequency,
+        train_end=args.train_end,
+        valid_end=args.valid_end,
+        fill_gaps=args.fill_gaps,
+        season=args.season,
+        synthetic_sizes=tuple(args.synthetic_sizes),
+    )
+    if not 0 <= args.dropout < 1:
+        raise TrainingError(f"--dropout must be in [0, 1), got {args.dropout}")
+    task = build_task(config)
+    name = args.name or args.model
+    print(
+        f"data: {task.description}; {len(task.train)} training and {len(task.valid)} validation "
+        f"windows, features {task.features}",
+        flush=True,
+    )
+    for note in task.notes:
+        print(f"data: {note}", flush=True)
+
+    from training.architectures import ARCHITECTURES
+    from training.fit import set_seed, train
+
+    set_seed(args.seed)
+    size_arg = "filters" if args.model == "wavenet" else "units"
+    model = ARCHITECTURES[args.model](
+        task.n_features, args.horizon, args.kind, **{size_arg: args.units, "dropout": args.dropout}
+    )
+    print(
+        f"train: {args.model} ({model.count_params():,} parameters), up to {args.epochs} epochs",
+        flush=True,
+    )
+    info = train(
+        model,
+        task.train,
+        task.valid,
+        args.epochs,
+        args.batch_size,
+        args.patience,
+        args.learning_rate,
+    )
+    info.update(model=args.model, units=args.units, dropout=args.dropout, seed=args.seed)
+    run_dir = args.runs_dir / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model.save(run_dir / "model.keras")
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {"name": name, "architecture": args.model, "task": config.to_json(), "training": info},
+            indent=2,
+        )
+        + "\n"
+    )
+    print(
+        f"train: done in {info['seconds']}s, best epoch {info['best_epoch']}; saved {run_dir}",
+        flush=True,
+    )
+    if args.no_export:
+        return 0
+    return export_and_report(model, task, args.out or Path("models") / name, name, args.model, info)
+
+
+def export_and_report(
+    model: Any, task: Task, out: Path, name: str, architecture: str, info: dict[str, Any]
+) -> int:
+    from training.export import export
+
+    spec = export(model, task, out, name, architecture, info)
+    print(metrics_table(spec))
+    m = spec["metrics"]
+    # The book's metric: MSE of the H-step forecast made at the last time step, over all H steps.
+    line = f"{name}: validation MSE {m['model']['mse']:.5f} (dropout off)"
+    if "model_mc_mean" in m:
+        line += f", {m['model_mc_mean']['mse']:.5f} (MC mean)"
+    line += f"; linear {m['linear']['mse']:.5f}, naive {m['naive']['mse']:.5f}"
+    print(line + f"; min_length {spec['min_length']}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    run_file = args.run / "run.json"
+    if not run_file.is_file():
+        raise TrainingError(f"{run_file} not found: pass a folder written by `train`")
+    run = json.loads(run_file.read_text())
+    task = build_task(TaskConfig(**run["task"]))
+    import keras
+
+    import training.architectures
+    import training.fit  # noqa: F401
+
+    model = keras.models.load_model(args.run / "model.keras")
+    return export_and_report(
+        model, task, args.out, run["name"], run["architecture"], run["training"]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run_train(args) if args.command == "train" else run_export(args)
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,290 @@
+"""Export a trained Keras forecaster to the model repository, after checking the ONNX graph.
+
+The exporter refuses to write a model that fails any check (ExportError, nothing written):
+- parity with Keras, dropout off, batch 1/7/256 x length 30/50/200: max abs diff <= 1e-5;
+- MC dropout alive: samples differ within one batched call, std > 0;
+- a seed repeats bit for bit, also from a new ORT session;
+- a row's samples depend only on its own window and masks, not on the rest of its batch;
+- ORT's MC mean and spread agree with Keras' own MC dropout (training=True).
+Metrics in forecaster.json are measured on the exported ONNX model, i.e. what the service serves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime as ort
+import tensorflow as tf
+import tf2onnx
+
+from training.architectures import dropout_rate, mask_inputs
+from training.datasets import FloatArray, Windows, generate_time_series
+from training.errors import ExportError
+from training.evaluation import LinearBaseline, errors, interval_coverage, last_step, naive_forecast
+from training.fit import keras_mc_samples, predict
+from training.tasks import Task
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-5
+MC_SAMPLES = 100
+COVERAGE_LEVELS = (0.5, 0.8, 0.95)
+
+
+def draw_masks(
+    rng: np.random.Generator, rows: int, widths: list[int], rate: float
+) -> list[FloatArray]:
+    """Variational MC-dropout masks, one row per path: Bernoulli(keep) / keep, float32."""
+    keep = 1.0 - rate
+    return [((rng.random((rows, w)) < keep) / keep).astype(np.float32) for w in widths]
+
+
+class OnnxForecaster:
+    """The exported graph in ONNX Runtime, called the way the service calls it."""
+
+    def __init__(self, path: Path, masks: list[tuple[str, int]], rate: float) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.masks = masks
+        self.rate = rate
+
+    def run(self, x: FloatArray, masks: list[FloatArray] | None = None) -> FloatArray:
+        if masks is None:
+            masks = [np.ones((len(x), w), np.float32) for _, w in self.masks]
+        feeds = {"x": x, **{name: m for (name, _), m in zip(self.masks, masks, strict=True)}}
+        return np.asarray(self.session.run(["y"], feeds)[0])
+
+    def run_chunked(self, x: FloatArray, masks: list[FloatArray] | None = None) -> FloatArray:
+        chunk = 8192
+        outs = [
+            self.run(x[i : i + chunk], None if masks is None else [m[i : i + chunk] for m in masks])
+            for i in range(0, len(x), chunk)
+        ]
+        return np.concatenate(outs)
+
+    def mc_samples(self, x: FloatArray, samples: int, seed: int) -> FloatArray:
+        """[S, N, H] forecasts at the last step, S mask draws per window, one batched pass."""
+        rng = np.random.default_rng(seed)
+        widths = [w for _, w in self.masks]
+        tiled = np.repeat(x, samples, axis=0)  # row n*S + s
+        out = last_step(self.run_chunked(tiled, draw_masks(rng, len(tiled), widths, self.rate)))
+        return out.reshape(len(x), samples, -1).transpose(1, 0, 2)
+
+
+def convert(model: keras.Model, path: Path) -> None:
+    n_features = int(model.inputs[0].shape[-1])
+    signature = [tf.TensorSpec((None, None, n_features), tf.float32, name="x")]
+    signature += [tf.TensorSpec((None, w), tf.float32, name=n) for n, w in mask_inputs(model)]
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET)
+    outputs = [o.name for o in proto.graph.output]
+    if outputs != ["y"]:
+        raise ExportError(f"expected one ONNX output named 'y', got {outputs}")
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+
+def check_parity(model: keras.Model, onnx_model: OnnxForecaster, task: Task) -> float:
+    """Max abs diff Keras vs ORT with dropout off over batch 1/7/256 and length 30/50/200."""
+    worst = 0.0
+    rng = np.random.default_rng(0)
+    for batch in (1, 7, 256):
+        for length in (30, 50, 200):
+            x = task.sample_inputs(batch, length, rng)
+            diff = float(np.max(np.abs(predict(model, x) - onnx_model.run(x))))
+            worst = max(worst, diff)
+            if not diff <= PARITY_TOLERANCE:
+                raise ExportError(
+                    f"ORT differs from Keras by {diff:.2e} (limit {PARITY_TOLERANCE:g}) at batch "
+                    f"{batch}, length {length}"
+                )
+    return worst
+
+
+def check_mc(
+    model: keras.Model, onnx_model: OnnxForecaster, path: Path, x: FloatArray
+) -> dict[str, Any]:
+    """MC dropout is alive, seeded, row-independent and agrees with Keras' own MC dropout."""
+    if not onnx_model.masks:
+        return {"mc_dropout": False}
+    samples = onnx_model.mc_samples(x[:8], MC_SAMPLES, seed=7)
+    spread = float(samples.std(axis=0).mean())
+    if not spread > 0:
+        raise ExportError("MC dropout is dead in ORT: all samples of one batched call are equal")
+    again = OnnxForecaster(path, onnx_model.masks, onnx_model.rate).mc_samples(x[:8], MC_SAMPLES, 7)
+    if not np.array_equal(samples, again):
+        raise ExportError("the same seed gave different MC samples from a new ORT session")
+    # A row's output must not depend on its neighbours in the batch.
+    widths = [w for _, w in onnx_model.masks]
+    masks = draw_masks(np.random.default_rng(1), 64, widths, onnx_model.rate)
+    together = onnx_model.run(x[:64], masks)
+    alone = onnx_model.run(x[:1], [m[:1] for m in masks])
+    row_diff = float(np.max(np.abs(together[:1] - alone)))
+    if not row_diff <= 1e-6:
+        raise ExportError(f"a row's output changed with its batch neighbours by {row_diff:.2e}")
+    # ORT's MC (numpy masks) vs Keras' own MC (masks drawn by TensorFlow): same distribution.
+    subset = x[:200]
+    ort_s = onnx_model.mc_samples(subset, 200, seed=11)
+    keras_s = last_step_samples(keras_mc_samples(model, subset, 200))
+    keras_std = float(keras_s.std(axis=0).mean())
+    mean_gap = float(np.abs(ort_s.mean(axis=0) - keras_s.mean(axis=0)).mean())
+    std_ratio = float(ort_s.std(axis=0).mean() / keras_std)
+    if not (mean_gap < 0.3 * keras_std and 0.8 < std_ratio < 1.25):
+        raise ExportError(
+            f"ORT MC dropout disagrees with Keras' own: mean gap {mean_gap:.4f} (limit "
+            f"{0.3 * keras_std:.4f}), std ratio {std_ratio:.3f} (limit 0.8..1.25)"
+        )
+    return {
+        "mc_dropout": True,
+        "mc_std_mean": round(spread, 6),
+        "row_independence_max_abs_diff": row_diff,
+        "keras_mc_mean_gap": round(mean_gap, 6),
+        "keras_mc_std": round(keras_std, 6),
+        "ort_vs_keras_mc_std_ratio": round(std_ratio, 4),
+    }
+
+
+def last_step_samples(samples: FloatArray) -> FloatArray:
+    return samples[:, :, -1, :] if samples.ndim == 4 else samples
+
+
+def measure_min_length(onnx_model: OnnxForecaster, valid: Windows, input_length: int) -> int:
+    """Shortest context whose validation MSE stays within 2x of the full window's (never below 2)."""
+    x, truth = valid.x[:1000], last_step(valid.y[:1000])
+    full = float(np.mean((last_step(onnx_model.run_chunked(x)) - truth) ** 2))
+    for length in range(2, input_length):
+        mse = float(np.mean((last_step(onnx_model.run_chunked(x[:, -length:])) - truth) ** 2))
+        if mse <= 2 * full:
+            return length
+    return input_length
+
+
+def evaluate(
+    onnx_model: OnnxForecaster, task: Task, seed: int
+) -> tuple[dict[str, Any], dict[str, FloatArray]]:
+    """Validation metrics of the ONNX model (dropout off and MC mean) beside naive and linear."""
+    valid = task.valid
+    truth = last_step(valid.y)
+    point = last_step(onnx_model.run_chunked(valid.x))
+    preds: dict[str, FloatArray] = {"point": point}
+    metrics: dict[str, Any] = {
+        "dataset": task.description,
+        "split": "validation",
+        "windows": len(valid),
+        "scaled_units": task.scaling.method != "none",
+        "model": errors(point, truth),
+    }
+    if onnx_model.masks:
+        samples = onnx_model.mc_samples(valid.x, MC_SAMPLES, seed)
+        preds["mc_mean"] = samples.mean(axis=0)
+        preds["lo"], preds["hi"] = np.quantile(samples, [0.05, 0.95], axis=0)
+        metrics["model_mc_mean"] = {**errors(preds["mc_mean"], truth), "samples": MC_SAMPLES}
+        metrics["mc_interval_coverage"] = interval_coverage(samples, truth, COVERAGE_LEVELS)
+    metrics["naive"] = errors(naive_forecast(valid), truth)
+    if task.config.season > 1:
+        metrics[f"naive_{task.config.season}"] = errors(
+            naive_forecast(valid, season=task.config.season), truth
+        )
+    metrics["linear"] = errors(LinearBaseline(task.train).predict(valid.x), truth)
+    return metrics, preds
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export(
+    model: keras.Model,
+    task: Task,
+    out_dir: Path,
+    name: str,
+    architecture: str,
+    training_info: dict[str, Any],
+    version: int = 1,
+) -> dict[str, Any]:
+    """Convert, check, measure and write models/<name>/ atomically; returns forecaster.json."""
+    started = time.monotonic()
+    masks = mask_inputs(model)
+    rate = dropout_rate(model)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Staged beside the target (same filesystem, so the final rename is atomic), hidden by the dot.
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir.parent) as tmp:
+        staging = Path(tmp) / name
+        onnx_path = staging / str(version) / "model.onnx"
+        onnx_path.parent.mkdir(parents=True)
+        print(f"export: converting with tf2onnx {tf2onnx.__version__}, opset {OPSET}", flush=True)
+        convert(model, onnx_path)
+        onnx_model = OnnxForecaster(onnx_path, masks, rate)
+        parity = check_parity(model, onnx_model, task)
+        print(f"export: parity Keras vs ORT, dropout off: max abs diff {parity:.2e}", flush=True)
+        x_check = task.valid.x if len(task.valid) >= 200 else generate_time_series(200, 50)
+        mc = check_mc(model, onnx_model, onnx_path, x_check)
+        print(f"export: MC dropout checks passed {mc}", flush=True)
+        min_length = measure_min_length(onnx_model, task.valid, task.config.input_length)
+        metrics, preds = evaluate(onnx_model, task, task.config.seed)
+        metrics["checks"] = {"parity_max_abs_diff": parity, **mc}
+        spec: dict[str, Any] = {
+            "schema_version": 1,
+            "name": name,
+            "version": version,
+            "architecture": architecture,
+            "description": f"{architecture} {task.config.kind} forecaster, {task.description}",
+            "input_length": task.config.input_length,
+            "min_length": min_length,
+            "horizon": task.config.horizon,
+            "output": "sequence" if task.config.kind == "seq2seq" else "vector",
+            "features": task.features,
+            "target": 0,
+            "frequency": task.frequency,
+            "scaling": task.scaling.to_json(),
+            "onnx": {
+                "file": f"{version}/model.onnx",
+                "opset": OPSET,
+                "input": {"name": "x", "dtype": "float32", "shape": [None, None, task.n_features]},
+                "output": {
+                    "name": "y",
+                    "dtype": "float32",
+                    "shape": [None, None, task.config.horizon]
+                    if task.config.kind == "seq2seq"
+                    else [None, task.config.horizon],
+                },
+                "mc_dropout": {
+                    "method": "mask_inputs",
+                    "rate": rate,
+                    "masks": [{"name": n, "size": w} for n, w in masks],
+                },
+            },
+            "metrics": metrics,
+            "training": {**training_info, "task": task.config.to_json(), "notes": task.notes},
+            "provenance": {
+                "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+                "tf2onnx": tf2onnx.__version__,
+                "onnx": onnx.__version__,
+                "onnxruntime": ort.__version__,
+                "model_sha256": sha256(onnx_path),
+                "command": " ".join(["python -m training", *sys.argv[1:]]),
+            },
+        }
+        (staging / "forecaster.json").write_text(json.dumps(spec, indent=2) + "\n")
+        from training.report import plot_report
+
+        plot_report(staging / "report.png", spec, task, preds)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    print(f"export: wrote {out_dir} in {time.monotonic() - started:.1f}s", flush=True)
+    return spec

@@ -1,0 +1,142 @@
+"""A forecasting task: the windows to train and validate on, with everything the export must record."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from training.datasets import (
+    FloatArray,
+    Scaling,
+    TargetKind,
+    Windows,
+    generate_time_series,
+    load_csv,
+    split_series,
+    synthetic_windows,
+    window_series,
+)
+from training.errors import DataError
+
+
+@dataclass
+class TaskConfig:
+    """What defines a task; stored in runs/<name>/run.json so `export` can rebuild it."""
+
+    data: str = "synthetic"  # "synthetic" or a CSV path
+    input_length: int = 50
+    horizon: int = 10
+    kind: TargetKind = "seq2seq"
+    seed: int = 42
+    date_column: str = "date"
+    target: str = "value"
+    covariates: list[str] = field(default_factory=list)
+    frequency: str | None = None
+    train_end: str | None = None
+    valid_end: str | None = None
+    fill_gaps: str = "error"
+    season: int = 1
+    synthetic_sizes: tuple[int, int, int] = (7000, 2000, 1000)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Task:
+    config: TaskConfig
+    train: Windows
+    valid: Windows
+    features: list[str]
+    scaling: Scaling
+    frequency: str | None
+    description: str
+    notes: list[str] = field(default_factory=list)
+    scaled_series: FloatArray | None = None  # the whole scaled CSV series [T, F], if any
+
+    def sample_inputs(self, batch: int, length: int, rng: np.random.Generator) -> FloatArray:
+        """Windows of any length drawn from the task's own data, for parity checks.
+
+        Parity is measured on the data the model serves: on white noise, float32 rounding in a
+        200-step recurrence drifts past 1e-5 in both runtimes alike, which says nothing about export.
+        """
+        if self.scaled_series is None:
+            return generate_time_series(batch, length, int(rng.integers(1 << 31)))
+        series = self.scaled_series
+        length = min(length, len(series))
+        starts = rng.integers(0, len(series) - length + 1, batch)
+        return np.stack([series[s : s + length] for s in starts]).astype(np.float32)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+
+def build_task(config: TaskConfig) -> Task:
+    """Load and window the data the config names; DataError with a clear message when it cannot."""
+    if config.input_length < 2:
+        raise DataError(f"--input-length must be at least 2, got {config.input_length}")
+    if config.horizon < 1:
+        raise DataError(f"--horizon must be at least 1, got {config.horizon}")
+    if config.data == "synthetic":
+        if config.covariates:
+            raise DataError("--covariates needs a CSV file; the synthetic series is univariate")
+        splits = synthetic_windows(
+            config.input_length,
+            config.horizon,
+            config.kind,
+            config.seed,
+            config.synthetic_sizes,
+        )
+        return Task(
+            config,
+            splits.train,
+            splits.valid,
+            ["value"],
+            Scaling.identity(1),
+            None,
+            "the book's synthetic series (two sines + noise), "
+            f"{'/'.join(map(str, config.synthetic_sizes))} split, seed {config.seed}",
+        )
+    series = load_csv(
+        config.data,
+        config.date_column,
+        config.target,
+        tuple(config.covariates),
+        config.frequency,
+        "interpolate" if config.fill_gaps == "interpolate" else "error",
+    )
+    train_part, valid_part, _ = split_series(series, config.train_end, config.valid_end)
+    if train_part.stop - train_part.start < 1:
+        raise DataError(f"no rows on or before --train-end {config.train_end}")
+    scaling = Scaling.fit(series.values[train_part])
+    scaled = scaling.apply(series.values)
+    train = window_series(
+        scaled[train_part], config.input_length, config.horizon, config.kind, 0, "training"
+    )
+    # Validation windows may start in the training period: only their targets must be unseen.
+    lo = max(valid_part.start - config.input_length, 0)
+    valid = window_series(
+        scaled[lo : valid_part.stop],
+        config.input_length,
+        config.horizon,
+        config.kind,
+        0,
+        "validation",
+    )
+    dates = series.dates
+    return Task(
+        config,
+        train,
+        valid,
+        series.features,
+        scaling,
+        series.frequency,
+        f"{config.data}: target {config.target!r}, train {np.datetime_as_string(dates[0], 'D')}.."
+        f"{np.datetime_as_string(dates[train_part.stop - 1], 'D')}, validation until "
+        f"{np.datetime_as_string(dates[valid_part.stop - 1], 'D')}",
+        series.notes,
+        scaled,
+    )
