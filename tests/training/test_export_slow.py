@@ -1,0 +1,122 @@
+"""Train -> export -> ONNX Runtime -> service, end to end on a small synthetic task (TensorFlow: slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SMALL = ["--epochs", "2", "--units", "12", "--synthetic-sizes", "600", "300", "10"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("export")
+
+
+def train_cli(workdir: Path, model: str, *extra: str) -> int:
+    from training.cli import main
+
+    return main(
+        [
+            "train",
+            "--model",
+            model,
+            *SMALL,
+            *extra,
+            "--out",
+            str(workdir / "models" / model),
+            "--runs-dir",
+            str(workdir / "runs"),
+        ]
+    )
+
+
+@pytest.mark.parametrize("architecture", ["lstm", "gru", "wavenet"])
+def test_train_export_and_serve_in_ort(workdir: Path, architecture: str) -> None:
+    import keras
+    import onnxruntime as ort
+
+    import training.architectures  # noqa: F401  (registers the custom layers for loading)
+    from training.datasets import generate_time_series
+    from training.export import draw_masks
+    from training.fit import predict
+
+    assert train_cli(workdir, architecture) == 0
+    folder = workdir / "models" / architecture
+    spec = json.loads((folder / "forecaster.json").read_text())
+    assert spec["name"] == architecture
+    assert spec["input_length"] == 50
+    assert spec["horizon"] == 10
+    assert 2 <= spec["min_length"] <= 50
+    assert (folder / "report.png").stat().st_size > 10_000
+    assert spec["metrics"]["checks"]["parity_max_abs_diff"] <= 1e-5
+    for key in ("model", "model_mc_mean", "naive", "linear"):
+        assert len(spec["metrics"][key]["mse_per_step"]) == 10
+    assert set(spec["metrics"]["mc_interval_coverage"]) == {"0.5", "0.8", "0.95"}
+
+    # The shipped artifact, called as the service calls it, equals Keras with dropout off.
+    session = ort.InferenceSession(str(folder / "1" / "model.onnx"))
+    model = keras.models.load_model(workdir / "runs" / architecture / "model.keras")
+    masks = spec["onnx"]["mc_dropout"]["masks"]
+    assert [m["name"] for m in masks] == ["mc_mask_0", "mc_mask_1"]
+    for batch, length in ((1, 30), (7, 50), (256, 200)):
+        x = generate_time_series(batch, length, seed=batch)
+        ones = {m["name"]: np.ones((batch, m["size"]), np.float32) for m in masks}
+        got = session.run(["y"], {"x": x, **ones})[0]
+        assert np.max(np.abs(got - predict(model, x))) <= 1e-5
+
+    # MC dropout: samples differ within one call, and a seed repeats from a new session.
+    x = np.repeat(generate_time_series(1, 50, seed=3), 32, axis=0)
+    widths = [m["size"] for m in masks]
+    rate = spec["onnx"]["mc_dropout"]["rate"]
+
+    def sample(sess: ort.InferenceSession, seed: int) -> np.ndarray:
+        drawn = draw_masks(np.random.default_rng(seed), 32, widths, rate)
+        feeds = {"x": x, **{m["name"]: d for m, d in zip(masks, drawn, strict=True)}}
+        return np.asarray(sess.run(["y"], feeds)[0][:, -1])
+
+    first = sample(session, 5)
+    assert first.std(axis=0).min() > 0
+    np.testing.assert_array_equal(
+        first, sample(ort.InferenceSession(str(folder / "1" / "model.onnx")), 5)
+    )
+    assert not np.array_equal(first, sample(session, 6))
+
+
+def test_exported_models_are_served(workdir: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    if not (workdir / "models" / "lstm" / "forecaster.json").exists():
+        assert train_cli(workdir, "lstm") == 0
+    settings = Settings(models_dir=workdir / "models")
+    series = [float(v) for v in np.sin(np.arange(60) / 5)]
+    with TestClient(create_app(settings)) as client:
+        listing = client.get("/v1/models").json()["models"]
+        assert {m["name"] for m in listing} >= {"lstm"}
+        assert all(m["ready"] for m in listing)
+        body = {"series": series, "horizon": 25, "uncertainty": {"samples": 50, "seed": 1}}
+        response = client.post("/v1/models/lstm/forecast", json=body)
+        assert response.status_code == 200, response.text
+        forecast = response.json()["forecasts"][0]
+        assert len(forecast["mean"]) == 25
+        assert response.json()["strategy"] == "recursive"
+
+
+def test_export_refuses_a_model_that_fails_parity(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import training.export
+
+    monkeypatch.setattr(training.export, "PARITY_TOLERANCE", 0.0)
+    code = train_cli(workdir, "lstm", "--name", "refused", "--epochs", "1")
+    assert code == 2
+    assert "ORT differs from Keras" in capsys.readouterr().err
+    assert not (workdir / "models" / "refused").exists()
