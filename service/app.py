@@ -6,10 +6,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from service.api import forecast, health, models
+from service.api import forecast, health, models, oip, timeseries
 from service.api.body_limit import BodySizeLimit
 from service.api.errors import install_error_handlers
 from service.api.responses import OrjsonResponse
+from service.metrics import RequestMetrics, metrics_endpoint
 from service.repository import load_repository
 from service.settings import Settings
 
@@ -38,8 +39,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.repository = None
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics)  # added last: outermost, so it times the 413s too
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(forecast.router)
+    app.include_router(timeseries.router)
+    app.include_router(oip.router)
     return app

@@ -8,13 +8,15 @@ ForecastError                      500 forecast_error
 │   └── DeviceUnavailableError     503 device_unavailable
 ├── PayloadTooLargeError           413 payload_too_large
 └── InvalidRequestError            422 invalid_request
+    ├── MalformedRequestError      400 malformed_request  (a body that cannot be parsed at all)
     ├── InvalidSeriesError         422 invalid_series     (empty, short, NaN, dimensions, ragged)
     ├── LimitExceededError         422 limit_exceeded     (a configured limit, named)
     └── UnsupportedForecastError   422 unsupported_forecast (strategy, covariates, MC)
 ```
 
 Domain code raises these and knows nothing of HTTP; one handler in `service.api.errors` turns them
-into `{"error": {"type": ..., "message": ...}}`.
+into `{"error": {"type": ..., "message": ...}}`, or into the error shape of the standard protocol that
+owns the path (`service.api.responses.error_response`).
 """
 
 
@@ -24,9 +26,11 @@ class ForecastError(Exception):
     status_code = 500
     type = "forecast_error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # The request field at fault, when known: the KServe time-series error shape reports it.
+        self.param = param
 
 
 class ModelNotFoundError(ForecastError):
@@ -56,6 +60,11 @@ class PayloadTooLargeError(ForecastError):
 class InvalidRequestError(ForecastError):
     status_code = 422
     type = "invalid_request"
+
+
+class MalformedRequestError(InvalidRequestError):
+    status_code = 400
+    type = "malformed_request"
 
 
 class InvalidSeriesError(InvalidRequestError):

@@ -186,7 +186,7 @@ def _open_session(folder: Path, spec: ForecasterSpec, settings: Settings) -> Onn
     if not path.is_file():
         raise ModelLoadError(f"{spec.onnx.file} is missing")
     session = create_session(path, settings.device, settings.intra_op_threads)
-    onnx = OnnxModel(session, output=spec.onnx.output.name)
+    onnx = OnnxModel(session, output=spec.onnx.output.name, name=folder.name)
     _check_graph(onnx, spec)
     return onnx
 

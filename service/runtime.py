@@ -4,6 +4,7 @@
 """
 
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from numpy.typing import NDArray
 from starlette.concurrency import run_in_threadpool
 
 from service.errors import DeviceUnavailableError, ModelLoadError
+from service.metrics import observe_ort_run
 from service.settings import Device
 
 logger = logging.getLogger(__name__)
@@ -26,8 +28,9 @@ Array32 = NDArray[np.float32]
 class OnnxModel:
     """An ORT session with the names of its inputs and output; safe to run from several threads."""
 
-    def __init__(self, session: ort.InferenceSession, output: str) -> None:
+    def __init__(self, session: ort.InferenceSession, output: str, name: str = "") -> None:
         self.session = session
+        self.name = name  # the model's name in metrics
         self.output = output
         self.device = "cuda" if CUDA in session.get_providers() else "cpu"
         self.input_names = frozenset(i.name for i in session.get_inputs())
@@ -35,7 +38,9 @@ class OnnxModel:
     def run(self, x: Array32, masks: Mapping[str, Array32]) -> Array32:
         """Run the graph on `x` [B, T, F] and the mask inputs; returns the output tensor."""
         feeds = {"x": np.ascontiguousarray(x), **masks}
+        started = time.perf_counter()
         (y,) = self.session.run([self.output], feeds)
+        observe_ort_run(self.name, x.shape[0], started)
         return np.asarray(y, dtype=np.float32)
 
 

@@ -36,3 +36,7 @@ class Settings(BaseSettings):
     # series x samples rows go through the model together: this bounds the memory of one request.
     max_paths: int = Field(default=100_000, ge=1, description="series x samples per request")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1, description="request body size")
+    # The KServe time-series API has no samples field: its quantiles come from this many MC paths.
+    timeseries_samples: int = Field(
+        default=100, ge=1, description="MC-dropout paths behind KServe time-series quantiles"
+    )

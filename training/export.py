@@ -35,6 +35,7 @@ from training.errors import ExportError
 from training.evaluation import LinearBaseline, errors, interval_coverage, last_step, naive_forecast
 from training.fit import keras_mc_samples, predict
 from training.tasks import Task
+from training.triton import write_config_pbtxt
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-5
@@ -279,6 +280,7 @@ def export(
             },
         }
         (staging / "forecaster.json").write_text(json.dumps(spec, indent=2) + "\n")
+        write_config_pbtxt(spec, staging)  # so Triton can serve the same models/ tree
         from training.report import plot_report
 
         plot_report(staging / "report.png", spec, task, preds)

@@ -53,4 +53,5 @@ class BodySizeLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = PayloadTooLargeError(f"request body exceeds max_body_bytes={self.max_bytes}")
-        await error_response(error.status_code, error.type, error.message)(scope, receive, send)
+        response = error_response(error.status_code, error.type, error.message, path=scope["path"])
+        await response(scope, receive, send)

@@ -1,4 +1,6 @@
-"""Map every error to `{"error": {"type", "message"}}`: ours, request validation, HTTP, the rest."""
+"""Map every error to `{"error": {"type", "message"}}`: ours, request validation, HTTP, the rest.
+
+On the standard protocols' paths the shape is theirs instead (`responses.error_response`)."""
 
 import logging
 from collections import defaultdict
@@ -24,7 +26,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 async def _forecast_error(request: Request, exc: ForecastError) -> Response:
-    return error_response(exc.status_code, exc.type, exc.message)
+    return error_response(
+        exc.status_code, exc.type, exc.message, path=request.url.path, param=exc.param
+    )
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -32,8 +36,12 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
     if any(e.get("type") == "json_invalid" for e in errors):
         error = errors[0]
         detail = error.get("ctx", {}).get("error", error.get("msg"))
-        return error_response(400, "malformed_json", f"body is not valid JSON: {detail}")
-    return error_response(422, "validation_error", describe_validation_errors(errors))
+        return error_response(
+            400, "malformed_json", f"body is not valid JSON: {detail}", path=request.url.path
+        )
+    return error_response(
+        422, "validation_error", describe_validation_errors(errors), path=request.url.path
+    )
 
 
 def describe_validation_errors(errors: Sequence[Any], limit: int = 3) -> str:
@@ -85,10 +93,10 @@ def _furthest_union_member(errors: Sequence[Any]) -> list[Any]:
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
-    return error_response(exc.status_code, "http_error", str(exc.detail))
+    return error_response(exc.status_code, "http_error", str(exc.detail), path=request.url.path)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     # Logged with the traceback; the client learns nothing about the internals.
     logger.exception("unexpected error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal_error", "internal server error")
+    return error_response(500, "internal_error", "internal server error", path=request.url.path)

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
-from service import forecasting, runtime
+from service import forecasting, metrics, runtime
 from service.api.dependencies import RepositoryDep, SettingsDep
 from service.api.responses import OrjsonResponse
 from service.api.schemas import FORECAST_EXAMPLES, ErrorBody, ForecastRequest, ForecastResponse
@@ -37,6 +37,7 @@ async def forecast(
     if request.uncertainty is not None:
         u = request.uncertainty
         uncertainty = forecasting.Uncertainty(u.samples, u.quantiles, u.seed)
+        metrics.MC_SAMPLES.labels(name).observe(u.samples)
     result = await forecasting.forecast(
         spec,
         series,

@@ -1,0 +1,173 @@
+"""An unmodified tritonclient against the live service: uvicorn on a free port, tiny models."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+from numpy.typing import NDArray
+
+from tests.service.conftest import write_model
+
+httpclient = pytest.importorskip("tritonclient.http")
+utils = pytest.importorskip("tritonclient.utils")
+
+REPO = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`host:port` of a uvicorn serving `tiny` (seq2seq, 2 MC sites) and `multi` (vector, F=2)."""
+    root = tmp_path_factory.mktemp("live") / "models"
+    write_model(root, "tiny", n_masks=2)
+    write_model(
+        root,
+        "multi",
+        features=("target", "covariate"),
+        output="vector",
+        n_masks=0,
+        scaling={"method": "none"},
+    )
+    port = free_port()
+    env = {**os.environ, "FORECAST_MODELS_DIR": str(root), "FORECAST_DEVICE": "cpu"}
+    command = [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    server = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE)
+    url = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if server.poll() is not None:
+                stderr = server.stderr.read().decode() if server.stderr else ""
+                pytest.fail(f"uvicorn exited with {server.returncode}: {stderr[-2000:]}")
+            try:
+                if httpx.get(f"http://{url}/v2/health/ready", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"uvicorn not ready on {url} after {START_TIMEOUT}s")
+            time.sleep(0.1)
+        yield url, root
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        if server.stderr:
+            server.stderr.close()
+
+
+@pytest.fixture
+def triton(live: tuple[str, Path]) -> Iterator[httpclient.InferenceServerClient]:
+    client = httpclient.InferenceServerClient(url=live[0], network_timeout=30.0)
+    yield client
+    client.close()
+
+
+def ort_run(root: Path, name: str, feeds: dict[str, NDArray[np.float32]]) -> NDArray[np.float32]:
+    session = ort.InferenceSession(
+        str(root / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    return np.asarray(session.run(["y"], feeds)[0])
+
+
+def test_health_and_metadata(triton: httpclient.InferenceServerClient) -> None:
+    assert triton.is_server_live()
+    assert triton.is_server_ready()
+    assert triton.is_model_ready("tiny")
+    assert triton.is_model_ready("tiny", model_version="1")
+    assert not triton.is_model_ready("nope")
+    assert triton.get_server_metadata()["name"] == "forecast-service"
+
+    metadata = triton.get_model_metadata("tiny")
+
+    assert metadata["platform"] == "onnxruntime_onnx"
+    assert metadata["versions"] == ["1"]
+    assert [(i["name"], i["datatype"], i["shape"]) for i in metadata["inputs"]] == [
+        ("x", "FP32", [-1, -1, 1]),
+        ("mc_mask_0", "FP32", [-1, 8]),
+        ("mc_mask_1", "FP32", [-1, 8]),
+    ]
+    assert metadata["outputs"] == [{"name": "y", "datatype": "FP32", "shape": [-1, -1, 3]}]
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_infer_series_alone_matches_ort(
+    triton: httpclient.InferenceServerClient, live: tuple[str, Path], binary: bool
+) -> None:
+    x = np.random.default_rng(3).normal(size=(5, 12, 1)).astype(np.float32)
+    inputs = [httpclient.InferInput("x", list(x.shape), "FP32")]
+    inputs[0].set_data_from_numpy(x, binary_data=binary)
+    outputs = [httpclient.InferRequestedOutput("y", binary_data=binary)]
+
+    result = triton.infer("tiny", inputs, outputs=outputs, request_id="live-1")
+
+    y = result.as_numpy("y")
+    assert y.dtype == np.float32
+    assert y.shape == (5, 12, 3)
+    masks = {n: np.ones((5, 8), np.float32) for n in ("mc_mask_0", "mc_mask_1")}
+    np.testing.assert_array_equal(y, ort_run(live[1], "tiny", {"x": x, **masks}))
+    assert result.get_response()["id"] == "live-1"
+
+
+def test_infer_with_masks_and_default_outputs(
+    triton: httpclient.InferenceServerClient, live: tuple[str, Path]
+) -> None:
+    rng = np.random.default_rng(4)
+    feeds = {"x": rng.normal(size=(3, 7, 1)).astype(np.float32)}
+    feeds |= {
+        n: ((rng.random((3, 8)) < 0.9) / 0.9).astype(np.float32) for n in ("mc_mask_0", "mc_mask_1")
+    }
+    inputs = []
+    for name, array in feeds.items():
+        tensor = httpclient.InferInput(
+            name, list(array.shape), utils.np_to_triton_dtype(array.dtype)
+        )
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+
+    # No outputs listed: tritonclient asks for all of them, in binary.
+    y = triton.infer("tiny", inputs, model_version="1").as_numpy("y")
+
+    np.testing.assert_array_equal(y, ort_run(live[1], "tiny", feeds))
+
+
+def test_vector_multivariate_model(
+    triton: httpclient.InferenceServerClient, live: tuple[str, Path]
+) -> None:
+    x = np.random.default_rng(5).normal(size=(2, 9, 2)).astype(np.float32)
+    tensor = httpclient.InferInput("x", [2, 9, 2], "FP32")
+    tensor.set_data_from_numpy(x)
+
+    y = triton.infer("multi", [tensor]).as_numpy("y")
+
+    np.testing.assert_array_equal(y, ort_run(live[1], "multi", {"x": x}))
+
+
+def test_errors_reach_the_client_as_messages(triton: httpclient.InferenceServerClient) -> None:
+    tensor = httpclient.InferInput("x", [1, 4, 3], "FP32")
+    tensor.set_data_from_numpy(np.zeros((1, 4, 3), np.float32))
+
+    with pytest.raises(utils.InferenceServerException, match=r"expects \[B, T, 1\]") as info:
+        triton.infer("tiny", [tensor])
+    assert info.value.status() == "422"
+    with pytest.raises(utils.InferenceServerException, match="not found"):
+        triton.get_model_metadata("nope")
