@@ -8,6 +8,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 
 .DEFAULT_GOAL := help
 .PHONY: help serve test test-fast lint train export bench clean
+.PHONY: loadtest docker-smoke
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,6 +48,24 @@ train: $(VENV)/.dev ## train and export the shipped synthetic models into models
 export: $(VENV)/.dev ## re-export a trained run (runs/NAME, written by train) into models/NAME: make export NAME=lstm
 	@test -n "$(NAME)" || { echo "usage: make export NAME=<name of a folder in runs/>"; exit 2; }
 	$(PY) -m training export --run runs/$(NAME) --out models/$(NAME)
+
+$(VENV)/.load: pyproject.toml $(VENV)/.serve
+	$(PIP) install -e '.[cpu,load]'
+	@touch $@
+
+# wrk is the load generator of `make bench` (Debian/Ubuntu package; oha is not on PyPI or Debian).
+WRK := $(shell command -v wrk)
+bench: $(VENV)/.serve ## service vs two anchors under wrk, c=16 and c=64 (about 4 min): bench-results/latest.md
+	@test -n "$(WRK)" || { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq --no-install-recommends wrk; }
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+loadtest: $(VENV)/.load ## locust mix against a running service: make loadtest HOST=http://127.0.0.1:8000
+	$(VENV)/bin/locust -f loadtest/locustfile.py --headless -u 16 -r 8 -t 30s --only-summary \
+		--host $(or $(HOST),http://127.0.0.1:8000)
+
+docker-smoke: ## build the images, serve, forecast, train a tiny model into a copy of models/, down
+	bash docker/smoke.sh
 
 clean: ## remove caches (keeps .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -3,10 +3,10 @@
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
 
 from service import forecasting, metrics, runtime
-from service.api.dependencies import RepositoryDep, SettingsDep
+from service.api.dependencies import repository_of, settings_of
 from service.api.responses import OrjsonResponse
 from service.api.schemas import FORECAST_EXAMPLES, ErrorBody, ForecastRequest, ForecastResponse
 
@@ -25,10 +25,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 async def forecast(
     name: str,
     request: Annotated[ForecastRequest, Body(openapi_examples=FORECAST_EXAMPLES)],
-    repository: RepositoryDep,
-    settings: SettingsDep,
+    http: Request,
 ) -> OrjsonResponse:
-    spec, model = repository.get_ready(name)
+    spec, model = repository_of(http).get_ready(name)
+    settings = settings_of(http)
     if request.series is not None:
         series, labels = [request.series], ["series"]
     else:

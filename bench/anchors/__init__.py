@@ -1,0 +1,1 @@
+"""Reference servers `make bench` runs beside the service, under the same uvicorn settings."""
