@@ -48,6 +48,44 @@ class MaskedDropout(layers.Layer):  # type: ignore[misc]
         return {**super().get_config(), "rate": self.rate}
 
 
+@keras.saving.register_keras_serializable(package="forecast")
+class WindowLevel(layers.Layer):  # type: ignore[misc]
+    """Per-window normalisation for series that drift in level (CTA ridership halved after 2020).
+
+    The first `numeric` columns are divided by their own mean over the window, minus 1; the rest
+    (one-hot covariates) pass unchanged. Returns the normalised window and the target's level [B, 1].
+    """
+
+    def __init__(self, numeric: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.numeric = numeric
+
+    def call(self, inputs: Any) -> Any:
+        values = inputs[:, :, : self.numeric]
+        level = ops.mean(values, axis=1, keepdims=True) + 1e-6
+        normalised = ops.concatenate([values / level - 1.0, inputs[:, :, self.numeric :]], axis=-1)
+        return normalised, level[:, :, 0]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "numeric": self.numeric}
+
+
+@keras.saving.register_keras_serializable(package="forecast")
+class RestoreLevel(layers.Layer):  # type: ignore[misc]
+    """Inverse of WindowLevel for the target: y = (1 + y_relative) * level."""
+
+    def call(self, relative: Any, level: Any) -> Any:
+        return (1.0 + relative) * level
+
+
+@keras.saving.register_keras_serializable(package="forecast")
+class LastStep(layers.Layer):  # type: ignore[misc]
+    """[B, T, U] -> [B, U]: the seq2vec head reads the last time step."""
+
+    def call(self, inputs: Any) -> Any:
+        return inputs[:, -1, :]
+
+
 class _Sites:
     """Hands out mask inputs for the dropout sites of one model, in order."""
 
@@ -62,10 +100,25 @@ class _Sites:
         return MaskedDropout(self.rate, name=f"mc_dropout_{len(self.inputs) - 1}")(tensor, mask)
 
 
-def _head(h: Any, horizon: int, kind: TargetKind) -> Any:
+def _input(n_features: int, kind: TargetKind, window_norm: int) -> tuple[Any, Any, Any]:
+    """The `x` input, the tensor the network sees, and the target level (None without window_norm)."""
+    x = keras.Input((None, n_features), name="x")
+    if not window_norm:
+        return x, x, None
+    if kind != "seq2vec":
+        # A seq2seq output at step t must not see the window's later values through the level.
+        raise ValueError("window normalisation needs kind='seq2vec'")
+    normalised, level = WindowLevel(window_norm, name="window_level")(x)
+    return x, normalised, level
+
+
+def _head(h: Any, horizon: int, kind: TargetKind, level: Any = None) -> Any:
     if kind == "seq2vec" and len(h.shape) == 3:
-        h = layers.Lambda(lambda t: t[:, -1, :], name="last_step")(h)
-    return layers.Dense(horizon, name="y")(h)
+        h = LastStep(name="last_step")(h)
+    if level is None:
+        return layers.Dense(horizon, name="y")(h)
+    relative = layers.Dense(horizon, name="relative")(h)
+    return RestoreLevel(name="y")(relative, level)
 
 
 def _recurrent(cell: type[layers.Layer]) -> Callable[..., keras.Model]:
@@ -76,15 +129,16 @@ def _recurrent(cell: type[layers.Layer]) -> Callable[..., keras.Model]:
         units: int = 64,
         layers_count: int = 2,
         dropout: float = 0.1,
+        window_norm: int = 0,
     ) -> keras.Model:
-        x = keras.Input((None, n_features), name="x")
+        x, h, level = _input(n_features, kind, window_norm)
         sites = _Sites(dropout)
-        h = x
         for i in range(layers_count):
             last = i == layers_count - 1
             h = cell(units, return_sequences=kind == "seq2seq" or not last, name=f"rnn_{i}")(h)
             h = sites.drop(h)
-        return keras.Model([x, *sites.inputs], _head(h, horizon, kind), name=cell.__name__.lower())
+        y = _head(h, horizon, kind, level)
+        return keras.Model([x, *sites.inputs], y, name=cell.__name__.lower())
 
     return build
 
@@ -101,6 +155,7 @@ def build_wavenet(
     filters: int = 64,
     dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 1, 2, 4, 8, 16),
     dropout: float = 0.1,
+    window_norm: int = 0,
 ) -> keras.Model:
     """The book's simplified WaveNet, deeper: two causal dilated Conv1D blocks (1..16, receptive field
     63 > the 50-step window, measured 0.0025 vs 0.0028 for the book's 1..8), with residual additions.
@@ -108,9 +163,9 @@ def build_wavenet(
     Dropout sits at two sites (the middle and the end of the stack): before every conv it underfits
     (FIELD-NOTES). Residual additions let 64-filter stacks train in a few minutes on a CPU.
     """
-    x = keras.Input((None, n_features), name="x")
+    x, h, level = _input(n_features, kind, window_norm)
     sites = _Sites(dropout)
-    h = layers.Conv1D(filters, 1, name="embed")(x)
+    h = layers.Conv1D(filters, 1, name="embed")(h)
     middle = len(dilations) // 2 - 1
     for i, rate in enumerate(dilations):
         conv = layers.Conv1D(
@@ -119,7 +174,7 @@ def build_wavenet(
         h = layers.Add(name=f"residual_{i}")([h, conv])
         if i in (middle, len(dilations) - 1):
             h = sites.drop(h)
-    return keras.Model([x, *sites.inputs], _head(h, horizon, kind), name="wavenet")
+    return keras.Model([x, *sites.inputs], _head(h, horizon, kind, level), name="wavenet")
 
 
 def build_conv_gru(
@@ -128,16 +183,17 @@ def build_conv_gru(
     kind: TargetKind = "seq2seq",
     units: int = 64,
     dropout: float = 0.1,
+    window_norm: int = 0,
 ) -> keras.Model:
     """The book's Conv1D + GRU, with a causal kernel so every output step sees only its past."""
-    x = keras.Input((None, n_features), name="x")
+    x, h, level = _input(n_features, kind, window_norm)
     sites = _Sites(dropout)
-    h = layers.Conv1D(units, 4, padding="causal", activation="relu", name="conv")(x)
+    h = layers.Conv1D(units, 4, padding="causal", activation="relu", name="conv")(h)
     h = layers.GRU(units, return_sequences=True, name="rnn_0")(h)
     h = sites.drop(h)
     h = layers.GRU(units, return_sequences=kind == "seq2seq", name="rnn_1")(h)
     h = sites.drop(h)
-    return keras.Model([x, *sites.inputs], _head(h, horizon, kind), name="conv_gru")
+    return keras.Model([x, *sites.inputs], _head(h, horizon, kind, level), name="conv_gru")
 
 
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {

@@ -64,6 +64,23 @@ def parser() -> argparse.ArgumentParser:
     csv.add_argument("--valid-end", help="last date of the validation split (default: next 20%%)")
     csv.add_argument("--fill-gaps", choices=("error", "interpolate"), default="error")
     csv.add_argument("--season", type=positive, default=1, help="seasonal naive baseline period")
+    csv.add_argument(
+        "--known-ahead",
+        nargs="*",
+        default=[],
+        help="categorical columns known one step ahead (e.g. day_type), fed one-hot for t+1",
+    )
+    csv.add_argument(
+        "--scaling",
+        choices=("standard", "window"),
+        default="standard",
+        help="standard: z-score fitted on train; window: each window divided by its own level "
+        "inside the graph (for series that drift in level; seq2vec)",
+    )
+    csv.add_argument("--test-end", help="last date of the test split, used to calibrate intervals")
+    csv.add_argument(
+        "--drift-eval", help="START:END, an extra evaluation period (e.g. a new level)"
+    )
     out = train.add_argument_group("output")
     out.add_argument(
         "--out", type=Path, help="repository folder to export to (default models/NAME)"
@@ -110,6 +127,10 @@ def run_train(args: argparse.Namespace) -> int:
         fill_gaps=args.fill_gaps,
         season=args.season,
         synthetic_sizes=tuple(args.synthetic_sizes),
+        known_ahead=list(args.known_ahead),
+        scaling=args.scaling,
+        test_end=args.test_end,
+        drift_eval=args.drift_eval,
     )
     if not 0 <= args.dropout < 1:
         raise TrainingError(f"--dropout must be in [0, 1), got {args.dropout}")
@@ -128,8 +149,12 @@ def run_train(args: argparse.Namespace) -> int:
 
     set_seed(args.seed)
     size_arg = "filters" if args.model == "wavenet" else "units"
+    window_norm = task.numeric_features if args.scaling == "window" else 0
     model = ARCHITECTURES[args.model](
-        task.n_features, args.horizon, args.kind, **{size_arg: args.units, "dropout": args.dropout}
+        task.n_features,
+        args.horizon,
+        args.kind,
+        **{size_arg: args.units, "dropout": args.dropout, "window_norm": window_norm},
     )
     print(
         f"train: {args.model} ({model.count_params():,} parameters), up to {args.epochs} epochs",
@@ -178,6 +203,24 @@ def export_and_report(
         line += f", {m['model_mc_mean']['mse']:.5f} (MC mean)"
     line += f"; linear {m['linear']['mse']:.5f}, naive {m['naive']['mse']:.5f}"
     print(line + f"; min_length {spec['min_length']}")
+    if "mae_original_units" in m["model"]:
+        parts = [
+            f"{k} {v['mae_original_units']:,.0f}"
+            for k, v in m.items()
+            if isinstance(v, dict) and "mae_original_units" in v
+        ]
+        print(f"{name}: validation MAE in data units: " + ", ".join(parts))
+        print(f"{name}: next-step MAE {m['model']['mae_original_units_per_step'][0]:,.0f}")
+    if "drift" in m:
+        drift = m["drift"]
+        parts = [
+            f"{k} {v['mae_original_units']:,.0f}" for k, v in drift.items() if isinstance(v, dict)
+        ]
+        print(f"{name}: MAE over {drift['period']}: " + ", ".join(parts))
+    if spec.get("calibration"):
+        cal = spec["calibration"]
+        print(f"{name}: held-out interval coverage raw {cal['coverage_raw']}")
+        print(f"{name}: held-out interval coverage calibrated {cal['coverage_calibrated']}")
     return 0
 
 

@@ -132,8 +132,13 @@ def load_csv(
     covariates: tuple[str, ...] = (),
     frequency: str | None = None,
     fill_gaps: Literal["error", "interpolate"] = "error",
+    known_ahead: tuple[str, ...] = (),
 ) -> CsvSeries:
     """Read a CSV into a regular series: parse dates, drop exact duplicate rows, check the spacing.
+
+    `known_ahead` names categorical columns known one step in advance (the book's next-day type):
+    each becomes one-hot columns `next_<column>=<category>`, where row t holds the category of t+1
+    (the last row, whose next step is unknown, is dropped).
 
     Raises DataError with one message naming the problem: missing file or column, unparsable dates,
     non-numeric values, conflicting duplicate dates, gaps (unless `fill_gaps="interpolate"`) or NaNs.
@@ -148,7 +153,7 @@ def load_csv(
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV file ({exc})") from exc
     columns = [target, *covariates]
-    missing = [c for c in [date_column, *columns] if c not in frame.columns]
+    missing = [c for c in [date_column, *columns, *known_ahead] if c not in frame.columns]
     if missing:
         raise DataError(
             f"{path}: column(s) {', '.join(missing)} not found; the file has: "
@@ -167,6 +172,15 @@ def load_csv(
                 f"{path}: column {column!r} is not numeric (row {row + 2}: {frame[column].iloc[row]!r})"
             )
     data = pd.DataFrame(numeric.to_numpy(), index=dates, columns=columns)
+    ahead_columns: list[str] = []
+    for column in known_ahead:
+        if frame[column].isna().any():
+            row = int(np.flatnonzero(frame[column].isna().to_numpy())[0])
+            raise DataError(f"{path}: column {column!r} is empty at row {row + 2}")
+        for category in sorted(frame[column].astype(str).unique()):
+            name = f"next_{column}={category}"
+            data[name] = (frame[column].astype(str) == category).to_numpy(dtype=np.float64)
+            ahead_columns.append(name)
     notes: list[str] = []
     before = len(data)
     data = data[~(data.index.duplicated(keep="first") & data.duplicated(keep="first"))]
@@ -205,10 +219,13 @@ def load_csv(
             )
         data = data.interpolate(limit_direction="both")
         notes.append("interpolated empty values")
+    if ahead_columns:
+        data[ahead_columns] = data[ahead_columns].shift(-1)
+        data = data.iloc[:-1]
     return CsvSeries(
         dates=data.index.to_numpy(),
         values=data.to_numpy(dtype=np.float64),
-        features=columns,
+        features=[*columns, *ahead_columns],
         frequency=str(freq),
         notes=notes,
     )

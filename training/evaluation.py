@@ -16,16 +16,27 @@ def last_step(y: NDArray[np.floating]) -> FloatArray:
     return np.asarray(y[:, -1, :] if y.ndim == 3 else y, dtype=np.float32)
 
 
-def errors(pred: NDArray[np.floating], truth: NDArray[np.floating]) -> dict[str, object]:
-    """MSE and MAE overall and per horizon step, for [N, H] forecasts."""
+def errors(
+    pred: NDArray[np.floating], truth: NDArray[np.floating], unit: float = 1.0
+) -> dict[str, object]:
+    """MSE and MAE overall and per horizon step, for [N, H] forecasts in model (scaled) units.
+
+    With `unit` != 1 (the target's scale), MAE is also given in the data's own units (riders).
+    """
     diff = np.asarray(pred, np.float64) - np.asarray(truth, np.float64)
-    return {
+    out: dict[str, object] = {
         "mse": float(np.mean(diff**2)),
         "mae": float(np.mean(np.abs(diff))),
         "mse_final_step": float(np.mean(diff[:, -1] ** 2)),
         "mse_per_step": [float(v) for v in np.mean(diff**2, axis=0)],
         "mae_per_step": [float(v) for v in np.mean(np.abs(diff), axis=0)],
     }
+    if unit != 1.0:
+        out["mae_original_units"] = round(float(np.mean(np.abs(diff))) * unit, 1)
+        out["mae_original_units_per_step"] = [
+            round(float(v) * unit, 1) for v in np.mean(np.abs(diff), axis=0)
+        ]
+    return out
 
 
 def naive_forecast(windows: Windows, target: int = 0, season: int = 1) -> FloatArray:
@@ -50,6 +61,33 @@ class LinearBaseline:
 
     def predict(self, x: NDArray[np.floating]) -> FloatArray:
         return (self._design(x) @ self.coef).astype(np.float32)
+
+
+def calibrate_spread(
+    samples: NDArray[np.floating], truth: NDArray[np.floating], levels: tuple[float, ...]
+) -> list[float]:
+    """Per horizon step, the factor on the MC spread (around the MC mean) that brings the central
+    intervals' empirical coverage closest to nominal, summed over `levels`: samples [S, N, H]."""
+    mean = samples.mean(axis=0)
+    grid = np.exp(np.linspace(np.log(0.25), np.log(30.0), 121))
+    factors = []
+    for h in range(samples.shape[2]):
+        deviation = samples[:, :, h] - mean[:, h]
+        best, best_gap = 1.0, np.inf
+        for factor in grid:
+            scaled = mean[:, h] + factor * deviation
+            coverage = interval_coverage(scaled[:, :, None], truth[:, h : h + 1], levels)
+            gap = sum(abs(coverage[f"{level:g}"][0] - level) for level in levels)
+            if gap < best_gap - 1e-9:
+                best, best_gap = float(factor), gap
+        factors.append(round(best, 4))
+    return factors
+
+
+def apply_spread(samples: NDArray[np.floating], factors: list[float]) -> NDArray[np.floating]:
+    mean = samples.mean(axis=0)
+    out: NDArray[np.floating] = mean + np.asarray(factors) * (samples - mean)
+    return out
 
 
 def interval_coverage(

@@ -32,7 +32,15 @@ import tf2onnx
 from training.architectures import dropout_rate, mask_inputs
 from training.datasets import FloatArray, Windows, generate_time_series
 from training.errors import ExportError
-from training.evaluation import LinearBaseline, errors, interval_coverage, last_step, naive_forecast
+from training.evaluation import (
+    LinearBaseline,
+    apply_spread,
+    calibrate_spread,
+    errors,
+    interval_coverage,
+    last_step,
+    naive_forecast,
+)
 from training.fit import keras_mc_samples, predict
 from training.tasks import Task
 from training.triton import write_config_pbtxt
@@ -176,6 +184,7 @@ def evaluate(
 ) -> tuple[dict[str, Any], dict[str, FloatArray]]:
     """Validation metrics of the ONNX model (dropout off and MC mean) beside naive and linear."""
     valid = task.valid
+    unit = task.scaling.scale[0] if task.scaling.method != "none" else 1.0
     truth = last_step(valid.y)
     point = last_step(onnx_model.run_chunked(valid.x))
     preds: dict[str, FloatArray] = {"point": point}
@@ -184,21 +193,62 @@ def evaluate(
         "split": "validation",
         "windows": len(valid),
         "scaled_units": task.scaling.method != "none",
-        "model": errors(point, truth),
+        "model": errors(point, truth, unit),
     }
     if onnx_model.masks:
         samples = onnx_model.mc_samples(valid.x, MC_SAMPLES, seed)
         preds["mc_mean"] = samples.mean(axis=0)
         preds["lo"], preds["hi"] = np.quantile(samples, [0.05, 0.95], axis=0)
-        metrics["model_mc_mean"] = {**errors(preds["mc_mean"], truth), "samples": MC_SAMPLES}
+        metrics["model_mc_mean"] = {**errors(preds["mc_mean"], truth, unit), "samples": MC_SAMPLES}
         metrics["mc_interval_coverage"] = interval_coverage(samples, truth, COVERAGE_LEVELS)
-    metrics["naive"] = errors(naive_forecast(valid), truth)
+    metrics["naive"] = errors(naive_forecast(valid), truth, unit)
     if task.config.season > 1:
         metrics[f"naive_{task.config.season}"] = errors(
-            naive_forecast(valid, season=task.config.season), truth
+            naive_forecast(valid, season=task.config.season), truth, unit
         )
-    metrics["linear"] = errors(LinearBaseline(task.train).predict(valid.x), truth)
+    metrics["linear"] = errors(LinearBaseline(task.train).predict(valid.x), truth, unit)
+    if task.drift is not None:
+        drift_truth = last_step(task.drift.y)
+        metrics["drift"] = {
+            "period": task.config.drift_eval,
+            "windows": len(task.drift),
+            "model": errors(last_step(onnx_model.run_chunked(task.drift.x)), drift_truth, unit),
+            "naive": errors(naive_forecast(task.drift), drift_truth, unit),
+        }
+        if task.config.season > 1:
+            metrics["drift"][f"naive_{task.config.season}"] = errors(
+                naive_forecast(task.drift, season=task.config.season), drift_truth, unit
+            )
     return metrics, preds
+
+
+def calibrate(onnx_model: OnnxForecaster, task: Task, seed: int) -> dict[str, Any] | None:
+    """Fit a spread factor per horizon step on the first half of the test split (never trained or
+    early-stopped on) and report coverage before and after on the second half, which the fit never
+    saw. The service serves calibrated intervals by default."""
+    if task.test is None or not onnx_model.masks or len(task.test) < 20:
+        return None
+    half = len(task.test) // 2
+    fit_x, check_x = task.test.x[:half], task.test.x[half:]
+    fit_truth, check_truth = last_step(task.test.y[:half]), last_step(task.test.y[half:])
+    fit_samples = onnx_model.mc_samples(fit_x, MC_SAMPLES, seed + 1)
+    factors = calibrate_spread(fit_samples, fit_truth, COVERAGE_LEVELS)
+    check_samples = onnx_model.mc_samples(check_x, MC_SAMPLES, seed + 2)
+    return {
+        "method": "spread_factor",
+        "factors": factors,
+        "levels": list(COVERAGE_LEVELS),
+        "fit_windows": half,
+        "check_windows": len(task.test) - half,
+        "coverage_raw": interval_coverage(check_samples, check_truth, COVERAGE_LEVELS),
+        "coverage_calibrated": interval_coverage(
+            apply_spread(check_samples, factors), check_truth, COVERAGE_LEVELS
+        ),
+    }
+
+
+def _mean_coverage(coverage: dict[str, list[float]]) -> dict[str, float]:
+    return {level: round(float(np.mean(values)), 3) for level, values in coverage.items()}
 
 
 def sha256(path: Path) -> str:
@@ -235,6 +285,14 @@ def export(
         min_length = measure_min_length(onnx_model, task.valid, task.config.input_length)
         metrics, preds = evaluate(onnx_model, task, task.config.seed)
         metrics["checks"] = {"parity_max_abs_diff": parity, **mc}
+        calibration = calibrate(onnx_model, task, task.config.seed)
+        if calibration is not None:
+            print(
+                f"export: calibration factors {calibration['factors']}; held-out coverage raw "
+                f"{_mean_coverage(calibration['coverage_raw'])} -> calibrated "
+                f"{_mean_coverage(calibration['coverage_calibrated'])}",
+                flush=True,
+            )
         spec: dict[str, Any] = {
             "schema_version": 1,
             "name": name,
@@ -267,6 +325,7 @@ def export(
                 },
             },
             "metrics": metrics,
+            "calibration": calibration,
             "training": {**training_info, "task": task.config.to_json(), "notes": task.notes},
             "provenance": {
                 "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

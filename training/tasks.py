@@ -38,6 +38,14 @@ class TaskConfig:
     valid_end: str | None = None
     fill_gaps: str = "error"
     season: int = 1
+    known_ahead: list[str] = field(default_factory=list)
+    scaling: str = (
+        "standard"  # or "window": divide by the training max, normalise each window in-graph
+    )
+    test_end: str | None = None
+    drift_eval: str | None = (
+        None  # "START:END", an extra evaluation period, e.g. after a level shift
+    )
     synthetic_sizes: tuple[int, int, int] = (7000, 2000, 1000)
 
     def to_json(self) -> dict[str, Any]:
@@ -55,6 +63,9 @@ class Task:
     description: str
     notes: list[str] = field(default_factory=list)
     scaled_series: FloatArray | None = None  # the whole scaled CSV series [T, F], if any
+    test: Windows | None = None  # never trained or early-stopped on: calibration and its check
+    drift: Windows | None = None  # config.drift_eval, when given
+    numeric_features: int = 1  # leading columns that are values, not one-hot covariates
 
     def sample_inputs(self, batch: int, length: int, rng: np.random.Generator) -> FloatArray:
         """Windows of any length drawn from the task's own data, for parity checks.
@@ -99,6 +110,7 @@ def build_task(config: TaskConfig) -> Task:
             None,
             "the book's synthetic series (two sines + noise), "
             f"{'/'.join(map(str, config.synthetic_sizes))} split, seed {config.seed}",
+            test=splits.test if len(splits.test) >= 20 else None,
         )
     series = load_csv(
         config.data,
@@ -107,25 +119,47 @@ def build_task(config: TaskConfig) -> Task:
         tuple(config.covariates),
         config.frequency,
         "interpolate" if config.fill_gaps == "interpolate" else "error",
+        tuple(config.known_ahead),
     )
-    train_part, valid_part, _ = split_series(series, config.train_end, config.valid_end)
+    numeric = 1 + len(config.covariates)
+    train_part, valid_part, test_part = split_series(series, config.train_end, config.valid_end)
     if train_part.stop - train_part.start < 1:
         raise DataError(f"no rows on or before --train-end {config.train_end}")
-    scaling = Scaling.fit(series.values[train_part])
+    if config.scaling == "window":
+        if config.kind != "seq2vec":
+            raise DataError("--scaling window needs --kind seq2vec")
+        # Values stay positive (the in-graph window level divides by them): no centring.
+        peak = np.abs(series.values[train_part]).max(axis=0)
+        scaling = Scaling([0.0] * len(peak), [float(p) if p > 0 else 1.0 for p in peak])
+    else:
+        scaling = Scaling.fit(series.values[train_part])
     scaled = scaling.apply(series.values)
+    if config.scaling == "window" or config.known_ahead:
+        scaling.mean[numeric:] = [0.0] * (len(scaling.mean) - numeric)  # one-hot stays 0/1
+        scaling.scale[numeric:] = [1.0] * (len(scaling.scale) - numeric)
+        scaled = scaling.apply(series.values)
+
+    def windows(part: slice, name: str) -> Windows:
+        # Windows may start in the previous period: only their targets must be unseen.
+        lo = max(part.start - config.input_length, 0)
+        return window_series(
+            scaled[lo : part.stop], config.input_length, config.horizon, config.kind, 0, name
+        )
+
     train = window_series(
         scaled[train_part], config.input_length, config.horizon, config.kind, 0, "training"
     )
-    # Validation windows may start in the training period: only their targets must be unseen.
-    lo = max(valid_part.start - config.input_length, 0)
-    valid = window_series(
-        scaled[lo : valid_part.stop],
-        config.input_length,
-        config.horizon,
-        config.kind,
-        0,
-        "validation",
-    )
+    valid = windows(valid_part, "validation")
+    test = None
+    if config.test_end is not None:
+        end = int(np.searchsorted(series.dates, np.datetime64(config.test_end), side="right"))
+        test = windows(slice(test_part.start, end), "test")
+    drift = None
+    if config.drift_eval is not None:
+        start_text, _, end_text = config.drift_eval.partition(":")
+        start = int(np.searchsorted(series.dates, np.datetime64(start_text), side="left"))
+        end = int(np.searchsorted(series.dates, np.datetime64(end_text), side="right"))
+        drift = windows(slice(start, end), f"drift evaluation {config.drift_eval}")
     dates = series.dates
     return Task(
         config,
@@ -139,4 +173,7 @@ def build_task(config: TaskConfig) -> Task:
         f"{np.datetime_as_string(dates[valid_part.stop - 1], 'D')}",
         series.notes,
         scaled,
+        test,
+        drift,
+        numeric,
     )
