@@ -59,6 +59,7 @@ class Uncertainty:
     samples: int
     quantiles: Sequence[float] = DEFAULT_QUANTILES
     seed: int | None = None
+    calibrated: bool = True  # apply the model's calibration when it has one
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Forecast:
     horizon: int
     strategy: ResolvedStrategy
     forecasts: list[SeriesForecast]
+    calibrated: bool = False  # whether the intervals were widened by the model's calibration
 
 
 async def forecast(
@@ -123,7 +125,21 @@ async def forecast(
 
     if uncertainty is None:
         return Forecast(horizon, used, [SeriesForecast(mean=p[0]) for p in paths])
-    return Forecast(horizon, used, [summarise(p, uncertainty.quantiles) for p in paths])
+    calibrated = uncertainty.calibrated and spec.calibration is not None
+    if calibrated:
+        paths = [calibrate(spec, p) for p in paths]
+    return Forecast(horizon, used, [summarise(p, uncertainty.quantiles) for p in paths], calibrated)
+
+
+def calibrate(spec: ForecasterSpec, paths: Array64) -> Array64:
+    """Scale each step's spread around the MC mean by the model's factor (the last one beyond)."""
+    assert spec.calibration is not None
+    factors = np.asarray(spec.calibration.factors, dtype=np.float64)
+    steps = paths.shape[1]
+    per_step = factors[np.minimum(np.arange(steps), len(factors) - 1)]
+    mean = paths.mean(axis=0)
+    widened: Array64 = mean + per_step * (paths - mean)
+    return widened
 
 
 def resolve_strategy(

@@ -7,7 +7,7 @@ logged and kept with the reason, so `GET /v1/models` can report it while the oth
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -57,6 +57,14 @@ class OnnxSpec(_Spec):
     mc_dropout: McDropout = McDropout()
 
 
+class Calibration(_Spec):
+    """Spread factors per horizon step for MC-dropout intervals, fitted at export on held-out data:
+    paths = mean + factor * (paths - mean). Steps beyond the list reuse its last factor."""
+
+    method: Literal["spread_factor"]
+    factors: list[Annotated[float, Field(gt=0.0)]] = Field(min_length=1)
+
+
 class ForecasterSpec(_Spec):
     """`forecaster.json`, schema version 1."""
 
@@ -76,6 +84,7 @@ class ForecasterSpec(_Spec):
     onnx: OnnxSpec
     metrics: dict[str, Any] = {}
     provenance: dict[str, Any] = {}
+    calibration: Calibration | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "ForecasterSpec":

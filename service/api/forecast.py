@@ -36,7 +36,7 @@ async def forecast(
     uncertainty = None
     if request.uncertainty is not None:
         u = request.uncertainty
-        uncertainty = forecasting.Uncertainty(u.samples, u.quantiles, u.seed)
+        uncertainty = forecasting.Uncertainty(u.samples, u.quantiles, u.seed, u.calibrated)
         metrics.MC_SAMPLES.labels(name).observe(u.samples)
     result = await forecasting.forecast(
         spec,
@@ -55,13 +55,14 @@ async def forecast(
             body["std"] = f.std
             body["quantiles"] = f.quantiles
         forecasts.append(body)
-    return OrjsonResponse(
-        {
-            "model": name,
-            "version": spec.version,
-            "horizon": result.horizon,
-            "strategy": result.strategy,
-            "device": model.device,
-            "forecasts": forecasts,
-        }
-    )
+    body = {
+        "model": name,
+        "version": spec.version,
+        "horizon": result.horizon,
+        "strategy": result.strategy,
+        "device": model.device,
+        "forecasts": forecasts,
+    }
+    if uncertainty is not None:
+        body["calibrated"] = result.calibrated
+    return OrjsonResponse(body)

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from service.forecasting import DEFAULT_QUANTILES
 
@@ -22,6 +22,11 @@ class UncertaintyRequest(BaseModel):
     )
     seed: int | None = Field(
         default=None, ge=0, description="same seed, same samples, bit for bit; random when absent"
+    )
+    calibrated: StrictBool = Field(
+        default=True,
+        description="apply the model's interval calibration (fitted on held-out data at export) "
+        "when it has one; false: the raw MC-dropout spread",
     )
 
 
@@ -61,6 +66,9 @@ class ForecastResponse(BaseModel):
     horizon: int
     strategy: Literal["direct", "recursive"]
     device: str
+    calibrated: bool | None = Field(
+        default=None, description="with uncertainty: whether calibrated intervals were served"
+    )
     forecasts: list[SeriesForecastBody]
 
 
