@@ -87,6 +87,7 @@ async def forecast(
     strategy: Strategy = "auto",
     uncertainty: Uncertainty | None = None,
     labels: Sequence[str] | None = None,
+    future_covariates: Sequence[Sequence[Sequence[float]]] | None = None,
 ) -> Forecast:
     """Forecast `horizon` steps after each series, with MC-dropout statistics when asked.
 
@@ -111,6 +112,7 @@ async def forecast(
         ):  # still one seed for the whole request, split per series as with a given one
             seed = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
     windows = prepare_windows(spec, series, labels, limits)
+    future = prepare_future(spec, horizon, future_covariates, len(series))
 
     paths: list[Array64] = [np.empty(0)] * len(windows)
     by_length: dict[int, list[int]] = defaultdict(list)
@@ -118,7 +120,11 @@ async def forecast(
         by_length[window.shape[0]].append(i)
     for rows in by_length.values():
         x = np.repeat(np.stack([windows[i] for i in rows]), samples, axis=0)
-        scaled = await rollout(spec, x, _masks(spec, rows, samples, seed), horizon, infer)
+        covariates = (
+            None if future is None else np.repeat(np.stack([future[i] for i in rows]), samples, 0)
+        )
+        masks = _masks(spec, rows, samples, seed)
+        scaled = await rollout(spec, x, masks, horizon, infer, covariates)
         values = unscale_target(spec, scaled).reshape(len(rows), samples, horizon)
         for i, value in zip(rows, values, strict=True):
             paths[i] = value
@@ -158,13 +164,61 @@ def resolve_strategy(
     used: ResolvedStrategy = (
         "direct" if horizon <= spec.horizon and strategy != "recursive" else "recursive"
     )
-    if horizon > spec.horizon and spec.n_features > 1:
+    return used
+
+
+def fed_back_steps(spec: ForecasterSpec, horizon: int) -> int:
+    """Rows a recursive rollout appends to the window before its last call."""
+    return spec.horizon * (math.ceil(horizon / spec.horizon) - 1)
+
+
+def prepare_future(
+    spec: ForecasterSpec,
+    horizon: int,
+    future_covariates: Sequence[Sequence[Sequence[float]]] | None,
+    n_series: int,
+) -> list[Array32] | None:
+    """The scaled covariate rows [steps, F] (target column zero) a multivariate rollout feeds back.
+
+    The model forecasts only its target, so beyond its horizon the client must send, for each
+    future step, the other features of that step's row in the model's feature order.
+    """
+    steps = fed_back_steps(spec, horizon)
+    if spec.n_features == 1 or steps == 0:
+        if future_covariates is not None and spec.n_features == 1:
+            raise InvalidRequestError(
+                f"future_covariates given, but model {spec.name!r} has no covariates"
+            )
+        return None
+    others = [f for i, f in enumerate(spec.features) if i != spec.target]
+    if future_covariates is None:
         raise UnsupportedForecastError(
             f"horizon={horizon} needs a recursive rollout beyond the model horizon={spec.horizon}, "
-            f"but the model forecasts only {spec.features[spec.target]!r} of its features "
-            f"{spec.features}: future covariates are needed, which this API does not accept yet"
+            f"and the model forecasts only {spec.features[spec.target]!r}: send future_covariates "
+            f"with at least {steps} rows of {others} per series"
         )
-    return used
+    if len(future_covariates) != n_series:
+        raise InvalidRequestError(
+            f"future_covariates has {len(future_covariates)} entries; expected one per series "
+            f"({n_series})"
+        )
+    out = []
+    for i, rows in enumerate(future_covariates):
+        try:
+            array = np.asarray(rows, dtype=np.float64)
+        except (ValueError, TypeError):
+            raise InvalidSeriesError(f"future_covariates[{i}] is ragged") from None
+        if array.ndim != 2 or array.shape[1] != len(others) or array.shape[0] < steps:
+            raise InvalidSeriesError(
+                f"future_covariates[{i}] needs at least {steps} rows of {len(others)} values "
+                f"{others}; got shape {list(array.shape)}"
+            )
+        if not np.isfinite(array).all():
+            raise InvalidSeriesError(f"future_covariates[{i}] holds NaN or infinite values")
+        full = np.zeros((steps, spec.n_features))
+        full[:, [j for j in range(spec.n_features) if j != spec.target]] = array[:steps]
+        out.append(scale(spec, full))
+    return out
 
 
 def _check_uncertainty(
@@ -283,7 +337,12 @@ def draw_masks(spec: ForecasterSpec, samples: int, seed: int, index: int) -> dic
 
 
 async def rollout(
-    spec: ForecasterSpec, x: Array32, masks: Mapping[str, Array32], horizon: int, infer: Infer
+    spec: ForecasterSpec,
+    x: Array32,
+    masks: Mapping[str, Array32],
+    horizon: int,
+    infer: Infer,
+    covariates: Array32 | None = None,
 ) -> Array32:
     """Scaled forecasts [B, horizon]: one call when horizon <= the model horizon, else recursive.
 
@@ -299,7 +358,12 @@ async def rollout(
         chunks.append(chunk)
         produced += chunk.shape[1]
         if produced < horizon:
-            x = np.concatenate([x, chunk[:, :, None]], axis=1)[:, -spec.input_length :]
+            if covariates is None:
+                rows = chunk[:, :, None]
+            else:  # scaled future rows of the other features, the forecast in the target column
+                rows = covariates[:, produced - chunk.shape[1] : produced].copy()
+                rows[:, :, spec.target] = chunk
+            x = np.concatenate([x, rows], axis=1)[:, -spec.input_length :]
     paths: Array32 = np.concatenate(chunks, axis=1)[:, :horizon]
     return paths
 

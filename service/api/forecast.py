@@ -29,8 +29,10 @@ async def forecast(
 ) -> OrjsonResponse:
     spec, model = repository_of(http).get_ready(name)
     settings = settings_of(http)
+    future: Any = request.future_covariates
     if request.series is not None:
         series, labels = [request.series], ["series"]
+        future = None if future is None else [future]
     else:
         series, labels = request.batch or [], None
     uncertainty = None
@@ -47,6 +49,7 @@ async def forecast(
         strategy=request.strategy,
         uncertainty=uncertainty,
         labels=labels,
+        future_covariates=future,
     )
     forecasts: list[dict[str, Any]] = []
     for f in result.forecasts:

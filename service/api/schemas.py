@@ -44,6 +44,12 @@ class ForecastRequest(BaseModel):
     uncertainty: UncertaintyRequest | None = Field(
         default=None, description="MC-dropout error bars; deterministic when absent"
     )
+    future_covariates: list[list[FiniteFloat]] | list[list[list[FiniteFloat]]] | None = Field(
+        default=None,
+        description="multivariate models, rollouts beyond the model horizon: for each future "
+        "step, the row's non-target features in the model's order; rows for `series`, one list "
+        "of rows per series for `batch`",
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> "ForecastRequest":

@@ -111,6 +111,8 @@ async def forecast(
         )
     try:
         forecasting.resolve_strategy(spec, options.horizon, "auto", limits)
+        # This API has no future covariates: a multivariate rollout beyond the horizon is refused.
+        forecasting.prepare_future(spec, options.horizon, None, 1)
     except ForecastError as exc:
         exc.param = "options.horizon"
         raise

@@ -103,6 +103,61 @@ def test_multivariate_rows_feed_the_model(client: TestClient, models_dir: Path) 
     )
 
 
+def test_multivariate_rollout_feeds_back_future_covariates(
+    client: TestClient, models_dir: Path
+) -> None:
+    rows = [[float(t), float(t % 3)] for t in range(15)]
+    future = [[float(k % 5)] for k in range(8)]  # 7 steps = 3 calls, 6 rows fed back, 2 spare
+
+    response = client.post(
+        "/v1/models/multi/forecast",
+        json={"series": rows, "horizon": 7, "future_covariates": future},
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["strategy"] == "recursive"
+    session = ort.InferenceSession(str(models_dir / "multi" / "1" / "model.onnx"))
+    mean, scale_ = np.asarray([1.0, -1.0]), np.asarray([0.5, 3.0])
+    window = (np.asarray(rows[-INPUT_LENGTH:]) - mean) / scale_
+    produced: list[float] = []
+    while len(produced) < 7:
+        (y,) = session.run(["y"], {"x": window[None].astype(np.float32)})
+        chunk = y[0]
+        start = len(produced)
+        produced += [float(v) for v in chunk]
+        if len(produced) >= 7:
+            break
+        appended = np.stack(
+            [chunk, (np.asarray(future[start : start + 3])[:, 0] - mean[1]) / scale_[1]], axis=1
+        )
+        window = np.concatenate([window, appended])[-INPUT_LENGTH:]
+    expected = np.asarray(produced[:7]) * 0.5 + 1.0
+    np.testing.assert_allclose(response.json()["forecasts"][0]["mean"], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("future", "fragment"),
+    [
+        ([[1.0]] * 5, "at least 6 rows of 1 values"),
+        ([[1.0, 2.0]] * 6, "at least 6 rows of 1 values"),
+        ([[1.0]] * 3 + [[]] + [[1.0]] * 2, "ragged"),
+    ],
+)
+def test_future_covariates_are_checked(client: TestClient, future: Any, fragment: str) -> None:
+    rows = [[float(t), 0.0] for t in range(15)]
+    body = {"series": rows, "horizon": 7, "future_covariates": future}
+    response = client.post("/v1/models/multi/forecast", json=body)
+    assert response.status_code == 422, response.text
+    assert fragment in response.json()["error"]["message"]
+
+
+def test_future_covariates_refused_for_a_univariate_model(client: TestClient) -> None:
+    body = {"series": SERIES, "horizon": 7, "future_covariates": [[1.0]] * 6}
+    response = client.post("/v1/models/tiny/forecast", json=body)
+    assert response.status_code == 422
+    assert "has no covariates" in response.json()["error"]["message"]
+
+
 def test_recursive_rollout_equals_the_loop_by_hand(client: TestClient, models_dir: Path) -> None:
     short = SERIES[:7]  # its window grows from 7 to input_length during the rollout
 

@@ -83,7 +83,7 @@ def assert_error(response: Any, status: int, type: str, *fragments: str) -> None
             {"series": ROWS, "horizon": 4},
             422,
             "unsupported_forecast",
-            ["future covariates"],
+            ["future_covariates", "at least 3 rows"],
         ),
         ("tiny", {"series": SERIES, "strategy": "sideways"}, 422, "validation_error", ["strategy"]),
         (

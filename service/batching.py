@@ -1,0 +1,258 @@
+"""Micro-batching: concurrent ORT calls for one model gathered into one call, and split back.
+
+One worker thread per model owns the session's calls. The event loop hands it *jobs*; a job is a
+window `x` [B, T, F] with its mask inputs and a step function (a generator) that turns each output
+into the next window, so a recursive rollout is one job, not one job per step:
+
+```
+event loop                          worker thread (one per model)
+  submit(job) -> future  ------->   take the queued jobs (greedy, or wait up to max_wait)
+                                    group by (T, F, mask names), oldest first, <= max_rows rows
+                                    one session.run on the concatenated rows
+                                    split y back; each job steps: next window, or done
+  future.set_result  <-----------   one call_soon_threadsafe per loop turn for the finished jobs
+```
+
+A rollout's later steps join whatever is queued at that moment (continuous batching): concurrent
+rollouts share calls at every step, and a lone rollout runs all its steps without going back to
+the event loop. Rows are independent in our graphs (masks are inputs, no random ops), so batching
+does not change results beyond the kernels' own batch-size rounding.
+
+Greedy by default (`max_wait=0`): an idle model runs the first job at once, and whatever queues
+during a call goes into the next one, which adds no latency at low load. A positive `max_wait`
+holds an idle model's first call until `max_rows` rows are queued or the wait is over.
+
+A failing batch is re-run job by job, so an error reaches only the requests that caused it; a
+cancelled request is dropped from the queue (or its result is discarded) without touching the others.
+"""
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator, Mapping
+from concurrent.futures import Future as ThreadFuture
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+logger = logging.getLogger(__name__)
+
+Array32 = NDArray[np.float32]
+# Yields the window for each call, receives the graph's output, returns the job's result.
+Steps = Generator[Array32, Array32, Array32]
+Run = Callable[[Array32, Mapping[str, Array32]], Array32]
+Key = tuple[int, ...]
+
+
+def single_call(x: Array32) -> Steps:
+    """The steps of a plain call: one window, and the output is the result."""
+    y = yield x
+    return y
+
+
+def run_steps(steps: Steps, masks: Mapping[str, Array32], run: Run) -> Array32:
+    """Drive `steps` to the end with `run`, synchronously: the unbatched path, one thread hop."""
+    x = next(steps)
+    while True:
+        y = run(x, masks)
+        try:
+            x = steps.send(y)
+        except StopIteration as done:
+            result: Array32 = done.value
+            return result
+
+
+@dataclass(eq=False)
+class _Job:
+    steps: Steps
+    masks: Mapping[str, Array32]
+    future: "asyncio.Future[Array32] | ThreadFuture[Array32]"
+    x: Array32 = field(init=False)
+    rows: int = field(init=False)
+    key: tuple[Key, tuple[str, ...]] = field(init=False)
+
+    def start(self) -> None:
+        self.x = next(self.steps)
+        self.rows = int(self.x.shape[0])
+        self._rekey()
+
+    def _rekey(self) -> None:
+        self.key = (tuple(self.x.shape[1:]), tuple(sorted(self.masks)))
+
+    def advance(self, y: Array32) -> Array32 | None:
+        """Feed one output back: None while the job needs more calls, else its result."""
+        try:
+            self.x = self.steps.send(y)
+        except StopIteration as done:
+            result: Array32 = done.value
+            return result
+        self._rekey()
+        return None
+
+
+class Batcher:
+    """Gathers the calls for one model into batched calls on its own worker thread.
+
+    `max_rows` bounds the rows of one call (a single job larger than that runs alone, whole);
+    `max_wait` (seconds) is how long an idle model holds its first call for more rows.
+    """
+
+    def __init__(self, run: Run, *, max_rows: int, max_wait: float, name: str = "") -> None:
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+        self._run = run
+        self.max_rows = max_rows
+        self.max_wait = max(0.0, max_wait)
+        self.name = name
+        self._queue: list[_Job] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    async def infer(self, x: Array32, masks: Mapping[str, Array32]) -> Array32:
+        """One graph call on `x` and `masks`, batched with whatever else is queued."""
+        return await self.submit(single_call(x), masks)
+
+    async def submit(self, steps: Steps, masks: Mapping[str, Array32]) -> Array32:
+        """Run `steps` to the end; every call it needs may share a batch with other jobs."""
+        future: asyncio.Future[Array32] = asyncio.get_running_loop().create_future()
+        job = _Job(steps, masks, future)
+        job.start()  # the first window, computed here so that a bad request fails here
+        self._put(job)
+        return await future
+
+    def submit_threadsafe(self, steps: Steps, masks: Mapping[str, Array32]) -> Array32:
+        """`submit` for a caller on another thread (no event loop): blocks until done."""
+        future: ThreadFuture[Array32] = ThreadFuture()
+        job = _Job(steps, masks, future)
+        job.start()
+        self._put(job)
+        return future.result()
+
+    def close(self) -> None:
+        """Stop the worker thread once the jobs queued so far are done."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
+
+    def _put(self, job: _Job) -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError(f"batcher for model {self.name!r} is closed")
+            self._queue.append(job)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._work, name=f"batcher-{self.name}", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    # --- worker thread -----------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        active: list[_Job] = []  # jobs taken from the queue, in arrival order, mid-way or waiting
+        while True:
+            with self._cond:
+                if not active:
+                    while not self._queue and not self._closed:
+                        self._cond.wait()
+                    if not self._queue:  # closed and drained
+                        return
+                    if self.max_wait > 0:
+                        self._wait_for_rows()
+                active.extend(self._queue)
+                self._queue.clear()
+            active = [job for job in active if not job.future.done()]  # cancelled meanwhile
+            if not active:
+                continue
+            batch = self._pick(active)
+            finished = self._call(batch)
+            if finished:
+                _resolve(finished)
+                done = {id(job) for job, _ in finished}
+                active = [job for job in active if id(job) not in done]
+
+    def _wait_for_rows(self) -> None:
+        """Hold an idle model's first call until max_rows rows are queued or max_wait is over."""
+        deadline = time.monotonic() + self.max_wait
+        while not self._closed:
+            if sum(job.rows for job in self._queue) >= self.max_rows:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
+
+    def _pick(self, active: list[_Job]) -> list[_Job]:
+        """The oldest job and the next ones that share its key, up to max_rows rows."""
+        first = active[0]
+        batch, rows = [first], first.rows
+        for job in active[1:]:
+            if job.key == first.key and rows + job.rows <= self.max_rows:
+                batch.append(job)
+                rows += job.rows
+        return batch
+
+    def _call(self, batch: list[_Job]) -> list[tuple[_Job, Array32 | BaseException]]:
+        """One ORT call for `batch`; returns the jobs that finished with their results or errors."""
+        if len(batch) == 1:
+            x, masks = batch[0].x, batch[0].masks
+        else:
+            x = np.concatenate([job.x for job in batch])
+            masks = {name: np.concatenate([job.masks[name] for job in batch]) for name in batch[0].masks}
+        try:
+            y = self._run(x, masks)
+        except Exception as exc:
+            if len(batch) == 1:
+                return [(batch[0], exc)]
+            # Re-run one by one, so that only the jobs that fail get the error.
+            return [outcome for job in batch for outcome in self._call([job])]
+        finished: list[tuple[_Job, Array32 | BaseException]] = []
+        start = 0
+        for job in batch:
+            part = y if len(batch) == 1 else y[start : start + job.rows]
+            start += job.rows
+            try:
+                result = job.advance(part)
+            except Exception as exc:
+                finished.append((job, exc))
+                continue
+            if result is not None:
+                finished.append((job, result))
+        return finished
+
+
+def _resolve(finished: list[tuple[_Job, Array32 | BaseException]]) -> None:
+    """Set every finished job's future: asyncio ones on their loop, in one callback per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Array32 | BaseException]]] = {}
+    for job, outcome in finished:
+        if isinstance(job.future, asyncio.Future):
+            by_loop.setdefault(job.future.get_loop(), []).append((job, outcome))
+        else:
+            _set(job.future, outcome)
+    for loop, outcomes in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_set_all, outcomes)
+        except RuntimeError:  # the loop has closed: nobody is waiting any more
+            logger.debug("event loop closed before %d results could be delivered", len(outcomes))
+
+
+def _set_all(outcomes: list[tuple[_Job, Array32 | BaseException]]) -> None:
+    for job, outcome in outcomes:
+        _set(job.future, outcome)
+
+
+def _set(
+    future: "asyncio.Future[Array32] | ThreadFuture[Array32]", outcome: Array32 | BaseException
+) -> None:
+    if future.done():  # cancelled while it ran
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
