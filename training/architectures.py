@@ -52,22 +52,24 @@ class MaskedDropout(layers.Layer):  # type: ignore[misc]
 class WindowLevel(layers.Layer):  # type: ignore[misc]
     """Per-window normalisation for series that drift in level (CTA ridership halved after 2020).
 
-    The first `numeric` columns are divided by their own mean over the window, minus 1; the rest
-    (one-hot covariates) pass unchanged. Returns the normalised window and the target's level [B, 1].
+    The first `numeric` columns are divided by their own mean over the window's last `recent` steps
+    (a week for daily data: the current level, trend included), minus 1; the rest (one-hot
+    covariates) pass unchanged. Returns the normalised window and the target's level [B, 1].
     """
 
-    def __init__(self, numeric: int, **kwargs: Any) -> None:
+    def __init__(self, numeric: int, recent: int = 7, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.numeric = numeric
+        self.recent = recent
 
     def call(self, inputs: Any) -> Any:
         values = inputs[:, :, : self.numeric]
-        level = ops.mean(values, axis=1, keepdims=True) + 1e-6
+        level = ops.mean(values[:, -self.recent :, :], axis=1, keepdims=True) + 1e-6
         normalised = ops.concatenate([values / level - 1.0, inputs[:, :, self.numeric :]], axis=-1)
         return normalised, level[:, :, 0]
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "numeric": self.numeric}
+        return {**super().get_config(), "numeric": self.numeric, "recent": self.recent}
 
 
 @keras.saving.register_keras_serializable(package="forecast")

@@ -60,6 +60,9 @@ def parser() -> argparse.ArgumentParser:
     csv.add_argument("--target", default="value", help="the column to forecast")
     csv.add_argument("--covariates", nargs="*", default=[], help="extra input columns")
     csv.add_argument("--frequency", help="pandas frequency, e.g. D (default: inferred)")
+    csv.add_argument(
+        "--train-start", help="first date of the training split (default: the first row)"
+    )
     csv.add_argument("--train-end", help="last date of the training split (default: 70%% of rows)")
     csv.add_argument("--valid-end", help="last date of the validation split (default: next 20%%)")
     csv.add_argument("--fill-gaps", choices=("error", "interpolate"), default="error")
@@ -76,6 +79,13 @@ def parser() -> argparse.ArgumentParser:
         default="standard",
         help="standard: z-score fitted on train; window: each window divided by its own level "
         "inside the graph (for series that drift in level; seq2vec)",
+    )
+    csv.add_argument(
+        "--valid-context",
+        choices=("previous", "inside"),
+        default="previous",
+        help="previous: validation windows take context from before the period (targets cover "
+        "it all); inside: windows lie wholly in it, as in the book",
     )
     csv.add_argument("--test-end", help="last date of the test split, used to calibrate intervals")
     csv.add_argument(
@@ -122,6 +132,7 @@ def run_train(args: argparse.Namespace) -> int:
         target=args.target,
         covariates=list(args.covariates),
         frequency=args.frequency,
+        train_start=args.train_start,
         train_end=args.train_end,
         valid_end=args.valid_end,
         fill_gaps=args.fill_gaps,
@@ -131,6 +142,7 @@ def run_train(args: argparse.Namespace) -> int:
         scaling=args.scaling,
         test_end=args.test_end,
         drift_eval=args.drift_eval,
+        valid_context=args.valid_context,
     )
     if not 0 <= args.dropout < 1:
         raise TrainingError(f"--dropout must be in [0, 1), got {args.dropout}")

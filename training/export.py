@@ -30,7 +30,7 @@ import tensorflow as tf
 import tf2onnx
 
 from training.architectures import dropout_rate, mask_inputs
-from training.datasets import FloatArray, Windows, generate_time_series
+from training.datasets import FloatArray, Windows
 from training.errors import ExportError
 from training.evaluation import (
     LinearBaseline,
@@ -279,7 +279,11 @@ def export(
         onnx_model = OnnxForecaster(onnx_path, masks, rate)
         parity = check_parity(model, onnx_model, task)
         print(f"export: parity Keras vs ORT, dropout off: max abs diff {parity:.2e}", flush=True)
-        x_check = task.valid.x if len(task.valid) >= 200 else generate_time_series(200, 50)
+        x_check = (
+            task.valid.x
+            if len(task.valid) >= 200
+            else task.sample_inputs(200, task.config.input_length, np.random.default_rng(0))
+        )
         mc = check_mc(model, onnx_model, onnx_path, x_check)
         print(f"export: MC dropout checks passed {mc}", flush=True)
         min_length = measure_min_length(onnx_model, task.valid, task.config.input_length)

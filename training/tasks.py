@@ -34,18 +34,19 @@ class TaskConfig:
     target: str = "value"
     covariates: list[str] = field(default_factory=list)
     frequency: str | None = None
+    train_start: str | None = None
     train_end: str | None = None
     valid_end: str | None = None
     fill_gaps: str = "error"
     season: int = 1
     known_ahead: list[str] = field(default_factory=list)
-    scaling: str = (
-        "standard"  # or "window": divide by the training max, normalise each window in-graph
-    )
+    # "standard", or "window": divide by the training max, normalise each window in-graph
+    scaling: str = "standard"
     test_end: str | None = None
-    drift_eval: str | None = (
-        None  # "START:END", an extra evaluation period, e.g. after a level shift
-    )
+    # "previous", or "inside": validation windows lie wholly in the period (the book's way)
+    valid_context: str = "previous"
+    # "START:END", an extra evaluation period, e.g. after a level shift
+    drift_eval: str | None = None
     synthetic_sizes: tuple[int, int, int] = (7000, 2000, 1000)
 
     def to_json(self) -> dict[str, Any]:
@@ -123,8 +124,14 @@ def build_task(config: TaskConfig) -> Task:
     )
     numeric = 1 + len(config.covariates)
     train_part, valid_part, test_part = split_series(series, config.train_end, config.valid_end)
+    if config.train_start is not None:
+        start = int(np.searchsorted(series.dates, np.datetime64(config.train_start), side="left"))
+        train_part = slice(start, train_part.stop)
     if train_part.stop - train_part.start < 1:
-        raise DataError(f"no rows on or before --train-end {config.train_end}")
+        raise DataError(
+            f"no training rows between --train-start {config.train_start} and --train-end "
+            f"{config.train_end}"
+        )
     if config.scaling == "window":
         if config.kind != "seq2vec":
             raise DataError("--scaling window needs --kind seq2vec")
@@ -139,9 +146,10 @@ def build_task(config: TaskConfig) -> Task:
         scaling.scale[numeric:] = [1.0] * (len(scaling.scale) - numeric)
         scaled = scaling.apply(series.values)
 
-    def windows(part: slice, name: str) -> Windows:
-        # Windows may start in the previous period: only their targets must be unseen.
-        lo = max(part.start - config.input_length, 0)
+    def windows(part: slice, name: str, inside: bool = False) -> Windows:
+        # Windows may start in the previous period: only their targets must be unseen. The book
+        # forms them inside the period, so its first targets come input_length steps in.
+        lo = part.start if inside else max(part.start - config.input_length, 0)
         return window_series(
             scaled[lo : part.stop], config.input_length, config.horizon, config.kind, 0, name
         )
@@ -149,7 +157,7 @@ def build_task(config: TaskConfig) -> Task:
     train = window_series(
         scaled[train_part], config.input_length, config.horizon, config.kind, 0, "training"
     )
-    valid = windows(valid_part, "validation")
+    valid = windows(valid_part, "validation", config.valid_context == "inside")
     test = None
     if config.test_end is not None:
         end = int(np.searchsorted(series.dates, np.datetime64(config.test_end), side="right"))
@@ -168,7 +176,8 @@ def build_task(config: TaskConfig) -> Task:
         series.features,
         scaling,
         series.frequency,
-        f"{config.data}: target {config.target!r}, train {np.datetime_as_string(dates[0], 'D')}.."
+        f"{config.data}: target {config.target!r}, train "
+        f"{np.datetime_as_string(dates[train_part.start], 'D')}.."
         f"{np.datetime_as_string(dates[train_part.stop - 1], 'D')}, validation until "
         f"{np.datetime_as_string(dates[valid_part.stop - 1], 'D')}",
         series.notes,
