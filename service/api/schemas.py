@@ -92,6 +92,10 @@ class ModelInfo(BaseModel):
     output: str | None = None
     features: list[str] | None = None
     uncertainty: bool | None = Field(default=None, description="whether MC dropout is available")
+    calibration: dict[str, Any] | None = Field(
+        default=None,
+        description="interval calibration served by default (spread factors per horizon step)",
+    )
     metrics: dict[str, Any] | None = None
 
 

@@ -73,6 +73,7 @@ def test_model_info(client: TestClient) -> None:
         "output": "sequence",
         "features": ["value"],
         "uncertainty": True,
+        "calibration": None,
         "metrics": None,
     }
     assert info["metrics"]["dataset"] == "synthetic"
