@@ -166,7 +166,12 @@ def run_train(args: argparse.Namespace) -> int:
         task.n_features,
         args.horizon,
         args.kind,
-        **{size_arg: args.units, "dropout": args.dropout, "window_norm": window_norm},
+        **{
+            size_arg: args.units,
+            "dropout": args.dropout,
+            "window_norm": window_norm,
+            "season": args.season,
+        },
     )
     print(
         f"train: {args.model} ({model.count_params():,} parameters), up to {args.epochs} epochs",

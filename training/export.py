@@ -168,11 +168,14 @@ def last_step_samples(samples: FloatArray) -> FloatArray:
     return samples[:, :, -1, :] if samples.ndim == 4 else samples
 
 
-def measure_min_length(onnx_model: OnnxForecaster, valid: Windows, input_length: int) -> int:
-    """Shortest context whose validation MSE stays within 2x of the full window's (never below 2)."""
+def measure_min_length(
+    onnx_model: OnnxForecaster, valid: Windows, input_length: int, floor: int = 2
+) -> int:
+    """Shortest context whose validation MSE stays within 2x of the full window's, never below
+    `floor` (2, or a season for models that read the last season of the window in-graph)."""
     x, truth = valid.x[:1000], last_step(valid.y[:1000])
     full = float(np.mean((last_step(onnx_model.run_chunked(x)) - truth) ** 2))
-    for length in range(2, input_length):
+    for length in range(floor, input_length):
         mse = float(np.mean((last_step(onnx_model.run_chunked(x[:, -length:])) - truth) ** 2))
         if mse <= 2 * full:
             return length
@@ -286,7 +289,8 @@ def export(
         )
         mc = check_mc(model, onnx_model, onnx_path, x_check)
         print(f"export: MC dropout checks passed {mc}", flush=True)
-        min_length = measure_min_length(onnx_model, task.valid, task.config.input_length)
+        floor = max(2, task.config.season) if task.config.scaling == "window" else 2
+        min_length = measure_min_length(onnx_model, task.valid, task.config.input_length, floor)
         metrics, preds = evaluate(onnx_model, task, task.config.seed)
         metrics["checks"] = {"parity_max_abs_diff": parity, **mc}
         calibration = calibrate(onnx_model, task, task.config.seed)
