@@ -5,23 +5,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from numpy.typing import NDArray
 
 from service import Settings, create_app
 from service.settings import DEFAULT_MODELS_DIR
+from training.datasets import generate_time_series  # numpy only: no TensorFlow
 
 SHIPPED = ["lstm", "gru", "wavenet"]
-
-
-def generate_time_series(batch_size: int, n_steps: int, seed: int) -> NDArray[np.float64]:
-    """The book's synthetic series: two sines of random frequency and offset, plus noise."""
-    rng = np.random.default_rng(seed)
-    freq1, freq2, offsets1, offsets2 = rng.random((4, batch_size, 1))
-    time = np.linspace(0, 1, n_steps)
-    series = 0.5 * np.sin((time - offsets1) * (freq1 * 10 + 10))
-    series += 0.2 * np.sin((time - offsets2) * (freq2 * 20 + 20))
-    series += 0.1 * (rng.random((batch_size, n_steps)) - 0.5)
-    return np.asarray(series, dtype=np.float64)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +26,7 @@ def test_mc_spread_grows_along_a_long_rollout(shipped: TestClient, name: str) ->
         pytest.skip(f"models/{name} has not been trained and exported")
     info = shipped.get(f"/v1/models/{name}").json()
     assert info["ready"], info["reason"]
-    series = generate_time_series(8, info["input_length"], seed=42)
+    series = generate_time_series(8, info["input_length"], seed=42)[:, :, 0]  # univariate lists
 
     response = shipped.post(
         f"/v1/models/{name}/forecast",
