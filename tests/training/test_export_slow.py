@@ -120,3 +120,102 @@ def test_export_refuses_a_model_that_fails_parity(
     assert code == 2
     assert "ORT differs from Keras" in capsys.readouterr().err
     assert not (workdir / "models" / "refused").exists()
+
+
+def test_csv_multivariate_window_model_exports_and_serves(workdir: Path) -> None:
+    """CTA ridership, bus + next-day type, window-normalised seq2vec: export checks, calibration,
+    drift metrics, and a rollout in the service fed with future covariates."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+    from training.cli import main
+
+    data = (
+        Path(__file__).parents[2] / "data" / "cta" / "CTA_-_Ridership_-_Daily_Boarding_Totals.csv"
+    )
+    out = workdir / "csv-models" / "cta"
+    code = main(
+        [
+            "train",
+            "--model",
+            "gru",
+            "--name",
+            "cta",
+            "--data",
+            str(data),
+            "--date-column",
+            "service_date",
+            "--target",
+            "rail_boardings",
+            "--covariates",
+            "bus",
+            "--known-ahead",
+            "day_type",
+            "--train-start",
+            "2017-01-01",
+            "--train-end",
+            "2018-12-31",
+            "--valid-end",
+            "2019-05-31",
+            "--test-end",
+            "2020-02-29",
+            "--drift-eval",
+            "2021-06-01:2021-11-30",
+            "--input-length",
+            "28",
+            "--horizon",
+            "7",
+            "--kind",
+            "seq2vec",
+            "--season",
+            "7",
+            "--scaling",
+            "window",
+            "--epochs",
+            "2",
+            "--units",
+            "8",
+            "--out",
+            str(out),
+            "--runs-dir",
+            str(workdir / "runs"),
+        ]
+    )
+    assert code == 0
+    spec = json.loads((out / "forecaster.json").read_text())
+    assert spec["features"] == [
+        "rail_boardings",
+        "bus",
+        "next_day_type=A",
+        "next_day_type=U",
+        "next_day_type=W",
+    ]
+    assert spec["output"] == "vector"
+    assert spec["min_length"] >= 7
+    assert spec["metrics"]["checks"]["parity_max_abs_diff"] <= 1e-5
+    assert spec["metrics"]["model"]["mae_original_units"] > 0
+    assert "naive_7" in spec["metrics"]["drift"]
+    calibration = spec["calibration"]
+    assert len(calibration["factors"]) == 7
+    assert set(calibration["coverage_calibrated"]) == {"0.5", "0.8", "0.95"}
+
+    rows = [[600_000.0 + 1000 * (d % 7), 700_000.0, 0.0, 0.0, 1.0] for d in range(40)]
+    future = [[700_000.0, 0.0, 0.0, 1.0]] * 14
+    with TestClient(create_app(Settings(models_dir=out.parent))) as client:
+        body = {
+            "series": rows,
+            "horizon": 20,
+            "future_covariates": future,
+            "uncertainty": {"samples": 20, "seed": 1},
+        }
+        response = client.post("/v1/models/cta/forecast", json=body)
+        assert response.status_code == 200, response.text
+        result = response.json()
+        assert result["calibrated"] is True
+        mean = result["forecasts"][0]["mean"]
+        assert len(mean) == 20
+        assert 100_000 < float(np.mean(mean)) < 2_000_000  # riders in, riders out
+        missing = client.post("/v1/models/cta/forecast", json={"series": rows, "horizon": 20})
+        assert missing.status_code == 422
+        assert "future_covariates" in missing.json()["error"]["message"]
