@@ -1,14 +1,16 @@
-"""`make bench`: the service against two anchors, each request kind at two concurrencies, with wrk.
+"""`make bench`: the service (batching on and off) against two anchors, on every shipped model, with wrk.
 
-    python -m bench.run [--models-dir models] [--duration 5] [--concurrency 16 64]
+    python -m bench.run [--models-dir models] [--duration 3] [--concurrency 1 16 64]
 
-Three servers run one after the other on 127.0.0.1 under the same uvicorn settings (one worker,
-uvloop, httptools, no access log): the service, anchor (a) `bench/anchors/constant.py` (parses
-the JSON, answers a constant: the stack's ceiling) and anchor (b) `bench/anchors/ort_minimal.py`
-(a few lines of FastAPI + ORT with no validation). wrk (one thread, keep-alive) drives each
-request kind for `--duration` seconds after a one-second warm-up; its Lua `done` hook writes
-requests, latency percentiles and errors as JSON. Results go to `bench-results/<stamp>.json` and
-`.md` (and `latest.*`).
+Servers run one after the other on 127.0.0.1 under the same uvicorn settings (one worker, uvloop,
+httptools, no access log): the service with micro-batching on, the service with
+`FORECAST_BATCHING=false`, anchor (b) `bench/anchors/ort_minimal.py` once per model (a few lines
+of FastAPI + ORT with no validation) and anchor (a) `bench/anchors/constant.py` (parses the JSON,
+answers a constant: the stack's ceiling). wrk (one thread, keep-alive) drives each request kind
+for `--duration` seconds after a one-second warm-up; its Lua `done` hook writes requests, latency
+percentiles and errors as JSON. The anchors run the deterministic and MC kinds only; the constant
+anchor runs next-step only (it answers every body alike). Results go to
+`bench-results/<stamp>.json` and `.md` (and `latest.*`).
 """
 
 import argparse
@@ -31,7 +33,18 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = "lstm"
+MODELS = ("lstm", "gru", "wavenet")
+SERVICE_ON = "service"
+SERVICE_OFF = "service, batching off"
+ANCHOR = "anchor: FastAPI+ORT"
+CONSTANT = "anchor: constant"
+# What each target runs: the anchors skip the rollout (and the constant one everything but next-step).
+KINDS_FOR = {
+    SERVICE_ON: ("next-step", "MC 100 + quantiles", "100-step rollout"),
+    SERVICE_OFF: ("next-step", "MC 100 + quantiles", "100-step rollout"),
+    ANCHOR: ("next-step", "MC 100 + quantiles"),
+    CONSTANT: ("next-step",),
+}
 UVICORN_FLAGS = [
     "--workers",
     "1",
@@ -76,14 +89,12 @@ def kinds(length: int) -> dict[str, dict[str, Any]]:
     one = series(length, 0.3)
     return {
         "next-step": {"series": one, "horizon": 1},
-        "direct 10-step": {"series": one, "horizon": 10},
         "MC 100 + quantiles": {
             "series": one,
             "horizon": 10,
             "uncertainty": {"samples": 100, "quantiles": [0.05, 0.5, 0.95]},
         },
         "100-step rollout": {"series": one, "horizon": 100},
-        "batch of 32": {"batch": [series(length, 0.1 * k) for k in range(32)], "horizon": 10},
     }
 
 
@@ -92,18 +103,25 @@ class Target:
     name: str
     app: list[str]  # uvicorn's app argument(s)
     env: dict[str, str]
+    models: tuple[str, ...]  # the models it serves
 
 
-def targets(models_dir: Path) -> list[Target]:
-    service_env = {"FORECAST_MODELS_DIR": str(models_dir), "FORECAST_DEVICE": "cpu"}
+def targets(models_dir: Path, models: tuple[str, ...]) -> list[Target]:
+    service = ["--factory", "service.app:create_app"]
+    env = {"FORECAST_MODELS_DIR": str(models_dir), "FORECAST_DEVICE": "cpu"}
     return [
-        Target("service", ["--factory", "service.app:create_app"], service_env),
-        Target(
-            "anchor: FastAPI+ORT",
-            ["bench.anchors.ort_minimal:app"],
-            {"ANCHOR_MODEL_DIR": str(models_dir / MODEL)},
+        Target(SERVICE_ON, service, {**env, "FORECAST_BATCHING": "true"}, models),
+        Target(SERVICE_OFF, service, {**env, "FORECAST_BATCHING": "false"}, models),
+        *(
+            Target(
+                ANCHOR,
+                ["bench.anchors.ort_minimal:app"],
+                {"ANCHOR_MODEL_DIR": str(models_dir / m)},
+                (m,),
+            )
+            for m in models
         ),
-        Target("anchor: constant", ["bench.anchors.constant:app"], {}),
+        Target(CONSTANT, ["bench.anchors.constant:app"], {}, models[:1]),
     ]
 
 
@@ -128,7 +146,6 @@ class Server:
 
     def __init__(self, target: Target, log: Path) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1/models/{MODEL}/forecast"
         command = [sys.executable, "-m", "uvicorn", *target.app, "--host", "127.0.0.1"]
         command += ["--port", str(self.port), *UVICORN_FLAGS]
         self.log = log.open("wb")
@@ -136,13 +153,16 @@ class Server:
             command, cwd=ROOT, env={**os.environ, **target.env}, stdout=self.log, stderr=self.log
         )
 
-    def wait_ready(self, body: bytes, timeout: float = 60.0) -> None:
+    def url(self, model: str) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/models/{model}/forecast"
+
+    def wait_ready(self, model: str, body: bytes, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}")
             try:
-                status, answer = post(self.url, body, timeout=5)
+                status, answer = post(self.url(model), body, timeout=5)
                 if status == 200:
                     return
                 raise RuntimeError(f"sanity request answered {status}: {answer[:300]!r}")
@@ -197,47 +217,54 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is not installed (make bench installs it: apt-get install wrk)")
     models_dir = args.models_dir.resolve()
-    spec = json.loads((models_dir / MODEL / "forecaster.json").read_text())
-    bodies = kinds(spec["input_length"])
+    models = tuple(args.models)
+    specs = {m: json.loads((models_dir / m / "forecaster.json").read_text()) for m in models}
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     script = work / "post.lua"
     script.write_text(WRK_SCRIPT)
-    files = {}
-    for k, (kind, body) in enumerate(bodies.items()):
-        files[kind] = work / f"kind{k}.json"
-        files[kind].write_text(json.dumps(body))
+    files: dict[str, dict[str, Path]] = {}
+    for m in models:
+        for k, (kind, body) in enumerate(kinds(specs[m]["input_length"]).items()):
+            files.setdefault(m, {})[kind] = work / f"{m}-kind{k}.json"
+            files[m][kind].write_text(json.dumps(body))
 
+    # results[model][kind][c][target]
     results: dict[str, Any] = {}
-    for target in targets(models_dir):
-        print(f"== {target.name}", flush=True)
-        server = Server(target, work / f"{target.name.replace(' ', '_').replace(':', '')}.log")
+    for target in targets(models_dir, models):
+        print(f"== {target.name} ({', '.join(target.models)})", flush=True)
+        log = work / f"{target.name}-{target.models[0]}.log".replace(" ", "_").replace(":", "")
+        server = Server(target, log)
         try:
-            server.wait_ready(files["next-step"].read_bytes())
-            for kind, path in files.items():
-                status, answer = post(server.url, path.read_bytes(), timeout=30)
-                if status != 200:
-                    raise RuntimeError(f"{target.name} {kind}: {status} {answer[:300]!r}")
-                wrk(server.url, path, args.concurrency[0], args.warmup, script)
-                for c in args.concurrency:
-                    cpu = server.cpu_seconds()
-                    r = wrk(server.url, path, c, args.duration, script)
-                    r["cpu_ms_per_request"] = (
-                        1e3 * (server.cpu_seconds() - cpu) / max(r["requests"], 1)
-                    )
-                    results.setdefault(kind, {}).setdefault(str(c), {})[target.name] = r
-                    print(
-                        f"   {kind:<20} c={c:<3} {r['rps']:8.1f} req/s  p50 {r['p50_ms']:7.2f}"
-                        f"  p95 {r['p95_ms']:7.2f}  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}"
-                        f"  cpu {r['cpu_ms_per_request']:.2f} ms/req",
-                        flush=True,
-                    )
+            server.wait_ready(target.models[0], files[target.models[0]]["next-step"].read_bytes())
+            for m in target.models:
+                url = server.url(m)
+                for kind in KINDS_FOR[target.name]:
+                    path = files[m][kind]
+                    status, answer = post(url, path.read_bytes(), timeout=30)
+                    if status != 200:
+                        raise RuntimeError(f"{target.name} {m} {kind}: {status} {answer[:300]!r}")
+                    wrk(url, path, args.concurrency[-1], args.warmup, script)
+                    for c in args.concurrency:
+                        cpu = server.cpu_seconds()
+                        r = wrk(url, path, c, args.duration, script)
+                        r["cpu_ms_per_request"] = (
+                            1e3 * (server.cpu_seconds() - cpu) / max(r["requests"], 1)
+                        )
+                        cell = results.setdefault(m, {}).setdefault(kind, {}).setdefault(str(c), {})
+                        cell[target.name] = r
+                        print(
+                            f"   {m:<8} {kind:<20} c={c:<3} {r['rps']:8.1f} req/s"
+                            f"  p50 {r['p50_ms']:7.2f}  p99 {r['p99_ms']:7.2f} ms"
+                            f"  errors {r['errors']}  cpu {r['cpu_ms_per_request']:.2f} ms/req",
+                            flush=True,
+                        )
         finally:
             server.stop()
     return {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model": MODEL,
+        "models": list(models),
         "models_dir": str(models_dir),
-        "model_sha256": spec.get("provenance", {}).get("model_sha256"),
+        "model_sha256": {m: specs[m].get("provenance", {}).get("model_sha256") for m in models},
         "duration_s": args.duration,
         "concurrency": args.concurrency,
         "load_generator": "wrk -t1 (keep-alive)",
@@ -248,53 +275,116 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def table(report: dict[str, Any]) -> str:
-    names = ["service", "anchor: FastAPI+ORT", "anchor: constant"]
+    names = [SERVICE_ON, SERVICE_OFF, ANCHOR]
     lines = [
-        f"model `{report['model']}`, {report['duration_s']} s per cell, {report['load_generator']}, "
-        f"uvicorn {' '.join(report['uvicorn'])}, {report['machine']['cpus']} CPUs",
+        f"{report['duration_s']} s per cell, {report['load_generator']}, uvicorn "
+        f"{' '.join(report['uvicorn'])}, {report['machine']['cpus']} CPUs; "
+        "req/s, then p50/p99 ms and server CPU ms per request for the service (batching on)",
         "",
-        "| kind | c | "
-        + " | ".join(f"{n} req/s | p50/p95/p99 ms | err | CPU ms/req" for n in names)
-        + " | service / FastAPI+ORT |",
-        "|---|---:|" + "---:|---:|---:|---:|" * len(names) + "---:|",
+        "| model | kind | c | "
+        + " | ".join(f"{n} req/s" for n in names)
+        + " | service p50/p99 ms | service CPU ms/req | errors (all) | on / off | on / FastAPI+ORT "
+        "| on / constant |",
+        "|---|---|---:|" + "---:|" * len(names) + "---:|---:|---:|---:|---:|---:|",
     ]
-    for kind, by_c in report["results"].items():
-        for c, by_target in by_c.items():
-            cells = []
-            for n in names:
-                r = by_target.get(n)
-                if r is None:
-                    cells.append("— | — | — | —")
-                    continue
-                cells.append(
-                    f"{r['rps']:.0f} | {r['p50_ms']:.1f}/{r['p95_ms']:.1f}/{r['p99_ms']:.1f}"
-                    f" | {r['errors']} | {r['cpu_ms_per_request']:.2f}"
+    results = report["results"]
+    constant = {
+        c: by_target.get(CONSTANT)
+        for c, by_target in results.get(report["models"][0], {}).get("next-step", {}).items()
+    }
+    for model, by_kind in results.items():
+        for kind, by_c in by_kind.items():
+            for c, by_target in by_c.items():
+                s = by_target[SERVICE_ON]
+                cells = [f"{by_target[n]['rps']:.0f}" if n in by_target else "—" for n in names]
+                errors = sum(r["errors"] for r in by_target.values())
+                if kind == "next-step" and constant.get(c) and CONSTANT not in by_target:
+                    errors += constant[c]["errors"]
+                ratios = [
+                    _ratio(s, by_target.get(SERVICE_OFF)),
+                    _ratio(s, by_target.get(ANCHOR)),
+                    _ratio(s, constant.get(c)) if kind == "next-step" else "—",
+                ]
+                lines.append(
+                    f"| {model} | {kind} | {c} | "
+                    + " | ".join(cells)
+                    + f" | {s['p50_ms']:.1f}/{s['p99_ms']:.1f} | {s['cpu_ms_per_request']:.2f}"
+                    + f" | {errors} | "
+                    + " | ".join(ratios)
+                    + " |"
                 )
-            anchor = by_target.get("anchor: FastAPI+ORT")
-            ratio = f"{by_target['service']['rps'] / anchor['rps']:.2f}x" if anchor else "—"
-            lines.append(f"| {kind} | {c} | " + " | ".join(cells) + f" | {ratio} |")
-    verdicts = []
-    for c, by_target in report["results"].get("next-step", {}).items():
-        s, a = by_target["service"], by_target["anchor: FastAPI+ORT"]
-        ok = s["rps"] >= 0.8 * a["rps"] and s["errors"] == 0
-        verdicts.append(
-            f"- next-step c={c}: service {s['rps']:.0f} req/s = {s['rps'] / a['rps']:.2f}x the "
-            f"FastAPI+ORT anchor, {s['errors']} errors: target (>= 0.8x, 0 errors) "
-            f"{'met' if ok else 'NOT met'}"
+    lines += [
+        "",
+        "constant anchor (the stack's ceiling, next-step body): "
+        + ", ".join(f"c={c} {r['rps']:.0f} req/s" for c, r in constant.items() if r),
+    ]
+    return "\n".join([*lines, "", *verdicts(report)]) + "\n"
+
+
+def _ratio(a: dict[str, Any], b: dict[str, Any] | None) -> str:
+    return f"{a['rps'] / b['rps']:.2f}x" if b else "—"
+
+
+def verdicts(report: dict[str, Any]) -> list[str]:
+    """The issue's targets (#5), checked on this run."""
+    results = report["results"]
+    out = []
+
+    def check(label: str, value: float, goal: float, unit: str = "x") -> None:
+        met = "met" if value >= goal else "NOT met"
+        out.append(f"- {label}: {value:.2f}{unit} (target >= {goal:g}{unit}) {met}")
+
+    top = str(max(report["concurrency"]))
+    first = report["models"][0]
+    ceiling = results.get(first, {}).get("next-step", {}).get(top, {}).get(CONSTANT)
+    for m in report["models"]:
+        cell = results.get(m, {}).get("next-step", {}).get(top, {})
+        s = cell.get(SERVICE_ON)
+        if s is None:
+            continue
+        if ANCHOR in cell:
+            check(
+                f"{m} next-step c={top}: service / FastAPI+ORT anchor",
+                s["rps"] / cell[ANCHOR]["rps"],
+                1.0,
+            )
+        if ceiling:
+            check(
+                f"{m} next-step c={top}: service / constant anchor", s["rps"] / ceiling["rps"], 0.75
+            )
+    mc = results.get("lstm", {}).get("MC 100 + quantiles", {}).get("16", {}).get(SERVICE_ON)
+    if mc:
+        check("lstm MC 100 + quantiles c=16", mc["rps"], 300, " req/s")
+    gru = results.get("gru", {}).get("next-step", {}).get(top, {})
+    if SERVICE_ON in gru and SERVICE_OFF in gru:
+        check(
+            f"gru next-step c={top}: batching on / off",
+            gru[SERVICE_ON]["rps"] / gru[SERVICE_OFF]["rps"],
+            2.0,
         )
-    return "\n".join([*lines, "", *verdicts]) + "\n"
+    errors = sum(
+        r["errors"]
+        for by_kind in results.values()
+        for by_c in by_kind.values()
+        for by_target in by_c.values()
+        for r in by_target.values()
+    )
+    out.append(f"- errors in every run: {errors} (target 0) {'met' if errors == 0 else 'NOT met'}")
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
-    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
+    parser.add_argument("--duration", type=int, default=3, help="seconds per measurement")
     parser.add_argument("--warmup", type=int, default=1, help="seconds before each kind")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args()
-    if not (args.models_dir / MODEL / "forecaster.json").is_file():
-        sys.exit(f"bench: no {MODEL} model under {args.models_dir} (make train, or --models-dir)")
+    for m in args.models:
+        if not (args.models_dir / m / "forecaster.json").is_file():
+            sys.exit(f"bench: no {m} model under {args.models_dir} (make train, or --models-dir)")
 
     report = run(args)
     markdown = table(report)

@@ -22,7 +22,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     FORECAST_HOST=0.0.0.0 \
     FORECAST_PORT=8000 \
     FORECAST_MODELS_DIR=/app/models \
-    FORECAST_DEVICE=cpu
+    FORECAST_DEVICE=cpu \
+    FORECAST_WORKERS=auto
 RUN useradd --uid 1000 --user-group --no-create-home --home-dir /app app
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app

@@ -26,7 +26,8 @@ def prepare_metrics_dir(workers: int) -> None:
 
 def main() -> None:
     settings = Settings()
-    prepare_metrics_dir(settings.workers)
+    workers = settings.worker_count()
+    prepare_metrics_dir(workers)
     # An import string with factory=True, so that every worker process builds its own app (and reads
     # the same environment); uvicorn cannot fork an app object into several workers.
     uvicorn.run(
@@ -34,7 +35,7 @@ def main() -> None:
         factory=True,
         host=settings.host,
         port=settings.port,
-        workers=settings.workers,
+        workers=workers,
         log_level=settings.log_level,
     )
 

@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -25,9 +26,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.repository = await run_in_threadpool(load_repository, settings)
+        repository = await run_in_threadpool(load_repository, settings)
+        app.state.repository = repository
         yield
         app.state.repository = None
+        await run_in_threadpool(repository.close)
 
     app = FastAPI(
         title="Forecast service",
@@ -47,4 +50,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(forecast.router)
     app.include_router(timeseries.router)
     app.include_router(oip.router)
+    _describe_parsed_bodies(app)
     return app
+
+
+def _describe_parsed_bodies(app: FastAPI) -> None:
+    """Add the schemas of bodies that routes parse themselves to the OpenAPI document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                forecast.openapi_components()
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

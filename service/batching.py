@@ -18,6 +18,9 @@ rollouts share calls at every step, and a lone rollout runs all its steps withou
 the event loop. Rows are independent in our graphs (masks are inputs, no random ops), so batching
 does not change results beyond the kernels' own batch-size rounding.
 
+A job of at least `pool_rows` rows on its own (MC sample paths; the service sets half of
+`max_rows`) skips the queue and runs in the default thread pool, so that several of them run side by side on several cores.
+
 Greedy by default (`max_wait=0`): an idle model runs the first job at once, and whatever queues
 during a call goes into the next one, which adds no latency at low load. A positive `max_wait`
 holds an idle model's first call until `max_rows` rows are queued or the wait is over.
@@ -31,7 +34,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping
-from concurrent.futures import Future as ThreadFuture
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,6 +54,16 @@ def single_call(x: Array32) -> Steps:
     return y
 
 
+def _continue(job: "_Job") -> Steps:
+    """A started job's steps again from its first window (already taken from the generator)."""
+    y = yield job.x
+    while True:
+        result = job.advance(y)
+        if result is not None:
+            return result
+        y = yield job.x
+
+
 def run_steps(steps: Steps, masks: Mapping[str, Array32], run: Run) -> Array32:
     """Drive `steps` to the end with `run`, synchronously: the unbatched path, one thread hop."""
     x = next(steps)
@@ -68,7 +80,7 @@ def run_steps(steps: Steps, masks: Mapping[str, Array32], run: Run) -> Array32:
 class _Job:
     steps: Steps
     masks: Mapping[str, Array32]
-    future: "asyncio.Future[Array32] | ThreadFuture[Array32]"
+    future: "asyncio.Future[Array32]"
     x: Array32 = field(init=False)
     rows: int = field(init=False)
     key: tuple[Key, tuple[str, ...]] = field(init=False)
@@ -96,19 +108,34 @@ class Batcher:
     """Gathers the calls for one model into batched calls on its own worker thread.
 
     `max_rows` bounds the rows of one call (a single job larger than that runs alone, whole);
-    `max_wait` (seconds) is how long an idle model holds its first call for more rows.
+    `max_wait` (seconds) is how long an idle model holds its first call for more rows; `threads`
+    worker threads may each run a call, so that ORT can use more than one core for big backlogs
+    (MC requests) while small calls still gather into one.
     """
 
-    def __init__(self, run: Run, *, max_rows: int, max_wait: float, name: str = "") -> None:
-        if max_rows < 1:
-            raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+    def __init__(
+        self,
+        run: Run,
+        *,
+        max_rows: int,
+        max_wait: float,
+        threads: int = 1,
+        pool_rows: int | None = None,
+        name: str = "",
+    ) -> None:
+        if max_rows < 1 or threads < 1:
+            raise ValueError(f"max_rows and threads must be >= 1, got {max_rows}, {threads}")
         self._run = run
         self.max_rows = max_rows
         self.max_wait = max(0.0, max_wait)
+        self.threads = threads
+        self.pool_rows = pool_rows  # jobs this big skip the queue for the thread pool
         self.name = name
         self._queue: list[_Job] = []
+        self._queued_rows = 0
+        self._busy = 0  # worker threads inside a call
         self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
         self._closed = False
 
     async def infer(self, x: Array32, masks: Mapping[str, Array32]) -> Array32:
@@ -120,24 +147,20 @@ class Batcher:
         future: asyncio.Future[Array32] = asyncio.get_running_loop().create_future()
         job = _Job(steps, masks, future)
         job.start()  # the first window, computed here so that a bad request fails here
+        if self.pool_rows is not None and job.rows >= self.pool_rows:
+            # Half a batch on its own (MC paths): sharing a call gains little, while the thread
+            # pool runs several such calls side by side (measured: MC 100 on lstm 1.3x faster).
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, run_steps, _continue(job), masks, self._run)
         self._put(job)
         return await future
-
-    def submit_threadsafe(self, steps: Steps, masks: Mapping[str, Array32]) -> Array32:
-        """`submit` for a caller on another thread (no event loop): blocks until done."""
-        future: ThreadFuture[Array32] = ThreadFuture()
-        job = _Job(steps, masks, future)
-        job.start()
-        self._put(job)
-        return future.result()
 
     def close(self) -> None:
         """Stop the worker thread once the jobs queued so far are done."""
         with self._cond:
             self._closed = True
-            self._cond.notify()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+            self._cond.notify_all()
+        for thread in self._workers:
             thread.join(timeout=10)
 
     def _put(self, job: _Job) -> None:
@@ -145,54 +168,82 @@ class Batcher:
             if self._closed:
                 raise RuntimeError(f"batcher for model {self.name!r} is closed")
             self._queue.append(job)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._work, name=f"batcher-{self.name}", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
+            self._queued_rows += job.rows
+            if not self._workers:  # started on first use, in whatever process serves
+                for k in range(self.threads):
+                    thread = threading.Thread(
+                        target=self._work, name=f"batcher-{self.name}-{k}", daemon=True
+                    )
+                    thread.start()
+                    self._workers.append(thread)
+            if self._busy:  # a second thread may now have a backlog worth a call
+                self._cond.notify_all()
+            else:
+                self._cond.notify()
 
     # --- worker thread -----------------------------------------------------------------------------
 
     def _work(self) -> None:
-        active: list[_Job] = []  # jobs taken from the queue, in arrival order, mid-way or waiting
+        active: list[_Job] = []  # this thread's rollouts between steps, in arrival order
         while True:
             with self._cond:
                 if not active:
-                    while not self._queue and not self._closed:
+                    while not self._worth_a_call() and not self._closed:
                         self._cond.wait()
                     if not self._queue:  # closed and drained
                         return
-                    if self.max_wait > 0:
+                    if self.max_wait > 0 and not self._busy:
                         self._wait_for_rows()
-                active.extend(self._queue)
-                self._queue.clear()
-            active = [job for job in active if not job.future.done()]  # cancelled meanwhile
-            if not active:
-                continue
-            batch = self._pick(active)
-            finished = self._call(batch)
-            if finished:
-                _resolve(finished)
-                done = {id(job) for job, _ in finished}
-                active = [job for job in active if id(job) not in done]
+                # Take only this call's jobs: the rest stay queued for the other threads.
+                self._queue = [job for job in self._queue if not job.future.done()]
+                active = [job for job in active if not job.future.done()]
+                batch = self._pick([*active, *self._queue])
+                taken = {id(job) for job in batch}
+                self._queue = [job for job in self._queue if id(job) not in taken]
+                self._queued_rows = sum(job.rows for job in self._queue)
+                active = [job for job in active if id(job) not in taken]
+                self._busy += 1
+            try:
+                if batch:
+                    finished = self._call(batch)
+                    _resolve(finished)
+                    done = {id(job) for job, _ in finished}
+                    active += [job for job in batch if id(job) not in done]  # next steps
+            except Exception as exc:  # a bug here must fail the requests, not hang them
+                logger.exception("batcher for model %r failed", self.name)
+                _resolve([(job, exc) for job in batch])
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    if self._queue:
+                        self._cond.notify()
+
+    def _worth_a_call(self) -> bool:
+        """Whether an idle thread should take the queue: always when no call is running; beside
+        a running call only for a backlog of half a batch (an extra call for one row would cost the
+        event loop more wake-ups than it saves)."""
+        if not self._queue:
+            return False
+        return self._busy == 0 or self._queued_rows >= max(1, self.max_rows // 2)
 
     def _wait_for_rows(self) -> None:
         """Hold an idle model's first call until max_rows rows are queued or max_wait is over."""
         deadline = time.monotonic() + self.max_wait
         while not self._closed:
-            if sum(job.rows for job in self._queue) >= self.max_rows:
+            if self._queued_rows >= self.max_rows:
                 return
             left = deadline - time.monotonic()
             if left <= 0:
                 return
             self._cond.wait(left)
 
-    def _pick(self, active: list[_Job]) -> list[_Job]:
+    def _pick(self, jobs: list[_Job]) -> list[_Job]:
         """The oldest job and the next ones that share its key, up to max_rows rows."""
-        first = active[0]
+        if not jobs:
+            return []
+        first = jobs[0]
         batch, rows = [first], first.rows
-        for job in active[1:]:
+        for job in jobs[1:]:
             if job.key == first.key and rows + job.rows <= self.max_rows:
                 batch.append(job)
                 rows += job.rows
@@ -200,12 +251,15 @@ class Batcher:
 
     def _call(self, batch: list[_Job]) -> list[tuple[_Job, Array32 | BaseException]]:
         """One ORT call for `batch`; returns the jobs that finished with their results or errors."""
-        if len(batch) == 1:
-            x, masks = batch[0].x, batch[0].masks
-        else:
-            x = np.concatenate([job.x for job in batch])
-            masks = {name: np.concatenate([job.masks[name] for job in batch]) for name in batch[0].masks}
         try:
+            if len(batch) == 1:
+                x, masks = batch[0].x, batch[0].masks
+            else:
+                x = np.concatenate([job.x for job in batch])
+                masks = {
+                    name: np.concatenate([job.masks[name] for job in batch])
+                    for name in batch[0].masks
+                }
             y = self._run(x, masks)
         except Exception as exc:
             if len(batch) == 1:
@@ -228,13 +282,12 @@ class Batcher:
 
 
 def _resolve(finished: list[tuple[_Job, Array32 | BaseException]]) -> None:
-    """Set every finished job's future: asyncio ones on their loop, in one callback per loop."""
+    """Set the finished jobs' futures on their event loop: one callback per loop, not per job."""
+    if not finished:
+        return
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Array32 | BaseException]]] = {}
     for job, outcome in finished:
-        if isinstance(job.future, asyncio.Future):
-            by_loop.setdefault(job.future.get_loop(), []).append((job, outcome))
-        else:
-            _set(job.future, outcome)
+        by_loop.setdefault(job.future.get_loop(), []).append((job, outcome))
     for loop, outcomes in by_loop.items():
         try:
             loop.call_soon_threadsafe(_set_all, outcomes)
@@ -247,9 +300,7 @@ def _set_all(outcomes: list[tuple[_Job, Array32 | BaseException]]) -> None:
         _set(job.future, outcome)
 
 
-def _set(
-    future: "asyncio.Future[Array32] | ThreadFuture[Array32]", outcome: Array32 | BaseException
-) -> None:
+def _set(future: "asyncio.Future[Array32]", outcome: Array32 | BaseException) -> None:
     if future.done():  # cancelled while it ran
         return
     if isinstance(outcome, BaseException):

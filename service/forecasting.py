@@ -6,9 +6,9 @@ the scaled window `x` [B, T, F] and the mask inputs and returns the graph's outp
 
 import math
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +27,17 @@ Array64 = NDArray[np.float64]
 Strategy = Literal["auto", "direct", "recursive"]
 ResolvedStrategy = Literal["direct", "recursive"]
 Infer = Callable[[Array32, Mapping[str, Array32]], Awaitable[Array32]]
+
+
+@runtime_checkable
+class StepRunner(Protocol):
+    """An `Infer` that can also drive a whole rollout (`rollout_steps`) off the event loop."""
+
+    async def run_steps(
+        self, steps: Generator[Array32, Array32, Array32], masks: Mapping[str, Array32]
+    ) -> Array32: ...
+
+
 # A univariate series is a list of numbers; a multivariate one a list of [F] rows.
 SeriesInput = Sequence[float] | Sequence[Sequence[float]]
 
@@ -346,6 +357,27 @@ async def rollout(
 ) -> Array32:
     """Scaled forecasts [B, horizon]: one call when horizon <= the model horizon, else recursive.
 
+    The steps are `rollout_steps`; an `infer` that can run steps itself (`StepRunner`, as
+    `runtime.OnnxModel`) runs them all off the event loop, without a hop back per model call.
+    """
+    steps = rollout_steps(spec, x, horizon, covariates)
+    if isinstance(infer, StepRunner):
+        return await infer.run_steps(steps, masks)
+    window = next(steps)
+    while True:
+        try:
+            window = steps.send(await infer(window, masks))
+        except StopIteration as done:
+            paths: Array32 = done.value
+            return paths
+
+
+def rollout_steps(
+    spec: ForecasterSpec, x: Array32, horizon: int, covariates: Array32 | None = None
+) -> Generator[Array32, Array32, Array32]:
+    """The rollout as a generator: yields each window to run, receives the graph's output for it,
+    and returns the scaled forecasts [B, horizon].
+
     A recursive rollout appends each chunk to the window, keeps the last `input_length` points and
     calls again with the same masks, so every path stays one sampled network and feeds back its own
     values: the spread grows with the horizon as it should.
@@ -353,7 +385,7 @@ async def rollout(
     chunks = []
     produced = 0
     for _ in range(math.ceil(horizon / spec.horizon)):
-        y = await infer(x, masks)
+        y = yield x
         chunk = y[:, -1, :] if spec.output == "sequence" else y
         chunks.append(chunk)
         produced += chunk.shape[1]

@@ -140,6 +140,12 @@ class Repository:
     def ready(self) -> bool:
         return any(m.ready for m in self.models.values())
 
+    def close(self) -> None:
+        """Stop the models' batching threads (the lifespan calls this at shutdown)."""
+        for model in self.models.values():
+            if model.onnx is not None:
+                model.onnx.close()
+
     def get(self, name: str) -> Model:
         try:
             return self.models[name]
@@ -197,6 +203,10 @@ def _open_session(folder: Path, spec: ForecasterSpec, settings: Settings) -> Onn
     session = create_session(path, settings.device, settings.intra_op_threads)
     onnx = OnnxModel(session, output=spec.onnx.output.name, name=folder.name)
     _check_graph(onnx, spec)
+    if settings.batching:
+        onnx.enable_batching(
+            settings.batch_max_rows, settings.batch_max_wait_ms / 1e3, settings.batch_threads
+        )
     return onnx
 
 

@@ -1,6 +1,8 @@
 """ONNX Runtime: one session per model, provider selection, and inference off the event loop.
 
-`infer` is the only way the request path reaches ORT, so a micro-batcher can later stand in for it.
+The request path reaches ORT only through `OnnxModel.infer` (one graph call) and
+`OnnxModel.run_steps` (a whole rollout): with batching on they go through the model's
+`service.batching.Batcher`, else each request takes one thread-pool hop for all its calls.
 """
 
 import logging
@@ -13,6 +15,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from starlette.concurrency import run_in_threadpool
 
+from service.batching import Batcher, Steps, run_steps, single_call
 from service.errors import DeviceUnavailableError, ModelLoadError
 from service.metrics import observe_ort_run
 from service.settings import Device
@@ -34,6 +37,21 @@ class OnnxModel:
         self.output = output
         self.device = "cuda" if CUDA in session.get_providers() else "cpu"
         self.input_names = frozenset(i.name for i in session.get_inputs())
+        self.batcher: Batcher | None = None
+
+    def enable_batching(self, max_rows: int, max_wait: float, threads: int = 1) -> None:
+        """Gather concurrent calls into batched calls on a worker thread (`service.batching`)."""
+        # `run` is looked up at each call, so a test's spy on `OnnxModel.run` sees batched calls too.
+        self.batcher = Batcher(
+            lambda x, masks: self.run(x, masks),
+            max_rows=max_rows,
+            max_wait=max_wait,
+            name=self.name,
+        )
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
 
     def run(self, x: Array32, masks: Mapping[str, Array32]) -> Array32:
         """Run the graph on `x` [B, T, F] and the mask inputs; returns the output tensor."""
@@ -43,10 +61,24 @@ class OnnxModel:
         observe_ort_run(self.name, x.shape[0], started)
         return np.asarray(y, dtype=np.float32)
 
+    async def infer(self, x: Array32, masks: Mapping[str, Array32]) -> Array32:
+        """One graph call off the event loop: batched with other requests, or in the thread pool."""
+        return await self.run_steps(single_call(x), masks)
+
+    async def run_steps(self, steps: Steps, masks: Mapping[str, Array32]) -> Array32:
+        """All the calls of `steps` (a rollout) off the event loop, with no hop back per step."""
+        if self.batcher is not None:
+            return await self.batcher.submit(steps, masks)
+        return await run_in_threadpool(run_steps, steps, masks, self.run)
+
+    async def __call__(self, x: Array32, masks: Mapping[str, Array32]) -> Array32:
+        """An `OnnxModel` is the `Infer` callable `service.forecasting` takes."""
+        return await self.infer(x, masks)
+
 
 async def infer(model: OnnxModel, x: Array32, masks: Mapping[str, Array32]) -> Array32:
-    """Run `model` in the thread pool: ORT releases the GIL, and the event loop stays free."""
-    return await run_in_threadpool(model.run, x, masks)
+    """Run `model` off the event loop: ORT releases the GIL, and the event loop stays free."""
+    return await model.infer(x, masks)
 
 
 def create_session(path: Path, device: Device, intra_op_threads: int) -> ort.InferenceSession:

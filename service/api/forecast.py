@@ -1,11 +1,18 @@
-"""POST /v1/models/{name}/forecast: parse, call `service.forecasting`, shape the answer."""
+"""POST /v1/models/{name}/forecast: parse, call `service.forecasting`, shape the answer.
 
-from functools import partial
-from typing import Annotated, Any
+The hot path: the body is parsed and validated in one pass by pydantic-core
+(`model_validate_json`), not by FastAPI (stdlib `json.loads`, then validation of the Python
+objects, inside its dependency machinery): measured with py-spy, that was a sixth of the CPU of a
+next-step request. The OpenAPI document still describes the body (`openapi_components`).
+"""
 
-from fastapi import APIRouter, Body, Request
+from typing import Any
 
-from service import forecasting, metrics, runtime
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from service import forecasting, metrics
 from service.api.dependencies import repository_of, settings_of
 from service.api.responses import OrjsonResponse
 from service.api.schemas import FORECAST_EXAMPLES, ErrorBody, ForecastRequest, ForecastResponse
@@ -17,16 +24,39 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {"$ref": "#/components/schemas/ForecastRequest"},
+            "examples": FORECAST_EXAMPLES,
+        }
+    },
+}
+
+
+def openapi_components() -> dict[str, Any]:
+    """The request body's schemas, for the app's OpenAPI document (the route parses by hand)."""
+    schema = ForecastRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {**schema.pop("$defs", {}), "ForecastRequest": schema}
+
+
+def parse_request(body: bytes) -> ForecastRequest:
+    """Parse and validate in one pass; errors go to the same handler as FastAPI's own."""
+    try:
+        return ForecastRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+
+
 @router.post(
     "/{name}/forecast",
     response_class=OrjsonResponse,
     responses={200: {"model": ForecastResponse}, **ERRORS},
+    openapi_extra={"requestBody": REQUEST_BODY},
 )
-async def forecast(
-    name: str,
-    request: Annotated[ForecastRequest, Body(openapi_examples=FORECAST_EXAMPLES)],
-    http: Request,
-) -> OrjsonResponse:
+async def forecast(name: str, http: Request) -> OrjsonResponse:
+    request = parse_request(await http.body())
     spec, model = repository_of(http).get_ready(name)
     settings = settings_of(http)
     future: Any = request.future_covariates
@@ -43,7 +73,7 @@ async def forecast(
     result = await forecasting.forecast(
         spec,
         series,
-        partial(runtime.infer, model),
+        model,
         forecasting.Limits.from_settings(settings),
         horizon=request.horizon,
         strategy=request.strategy,

@@ -14,14 +14,13 @@ import calendar
 import time
 import uuid
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service import forecasting, runtime
+from service import forecasting
 from service.api.dependencies import RepositoryDep, SettingsDep
 from service.api.errors import describe_validation_errors
 from service.api.responses import OrjsonResponse, timeseries_error
@@ -130,7 +129,7 @@ async def forecast(
         result = await forecasting.forecast(
             spec,
             [c.series for _, c in valid],
-            partial(runtime.infer, model),
+            model,
             limits,
             horizon=options.horizon,
             uncertainty=uncertainty,

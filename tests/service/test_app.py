@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 import service.__main__
 from service import Settings, create_app
+from service import settings as settings_module
 from service.settings import DEFAULT_MODELS_DIR
 
 
@@ -112,3 +113,46 @@ def test_openapi_examples_are_served(client: TestClient) -> None:
     for example in examples["requestBody"]["content"]["application/json"]["examples"].values():
         response = client.post("/v1/models/tiny/forecast", json=example["value"])
         assert response.status_code == 200, response.text
+
+
+def test_workers_auto_is_one_per_available_cpu(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FORECAST_WORKERS", "auto")
+    monkeypatch.setattr(settings_module.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    quota = tmp_path / "cpu.max"
+
+    assert Settings().workers == "auto"
+    assert settings_module.available_cpus(tmp_path / "absent") == 4
+    quota.write_text("max 100000\n")
+    assert settings_module.available_cpus(quota) == 4
+    quota.write_text("250000 100000\n")  # --cpus 2.5: two workers
+    assert settings_module.available_cpus(quota) == 2
+    quota.write_text("50000 100000\n")
+    assert settings_module.available_cpus(quota) == 1
+
+
+def test_main_resolves_auto_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append(k))
+    monkeypatch.setattr(settings_module, "available_cpus", lambda: 3)
+    monkeypatch.setenv("FORECAST_WORKERS", "auto")
+    monkeypatch.setattr(service.__main__, "prepare_metrics_dir", lambda workers: None)
+
+    service.__main__.main()
+
+    assert calls[0]["workers"] == 3
+
+
+def test_batching_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORECAST_BATCHING", "false")
+    monkeypatch.setenv("FORECAST_BATCH_MAX_ROWS", "32")
+    monkeypatch.setenv("FORECAST_BATCH_MAX_WAIT_MS", "2.5")
+
+    settings = Settings()
+
+    assert (settings.batching, settings.batch_max_rows, settings.batch_max_wait_ms) == (
+        False,
+        32,
+        2.5,
+    )
