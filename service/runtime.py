@@ -46,6 +46,10 @@ class OnnxModel:
             lambda x, masks: self.run(x, masks),
             max_rows=max_rows,
             max_wait=max_wait,
+            threads=threads,
+            # Half a batch on its own (MC paths) gains little from sharing a call: such jobs run
+            # side by side in the thread pool instead of queueing behind one worker thread.
+            pool_rows=max(1, max_rows // 2),
             name=self.name,
         )
 

@@ -315,3 +315,21 @@ def test_a_job_of_pool_rows_skips_the_queue() -> None:
 
     assert sorted(fake.calls) == [1, 5]
     assert float(y[0, 0, 0]) == 6.0
+
+
+def test_settings_reach_each_models_batcher(tmp_path: Path) -> None:
+    from tests.service.conftest import write_model
+
+    write_model(tmp_path, "tiny", n_masks=2)
+    settings = Settings(
+        models_dir=tmp_path, device="cpu", batch_max_rows=96, batch_max_wait_ms=2, batch_threads=3
+    )
+    repository = load_repository(settings)
+    batcher = repository.models["tiny"].onnx.batcher  # type: ignore[union-attr]
+    try:
+        assert batcher is not None
+        assert (batcher.max_rows, batcher.max_wait, batcher.threads) == (96, 0.002, 3)
+        # MC-sized jobs (half a batch and more) run side by side instead of behind one thread.
+        assert batcher.pool_rows == 48
+    finally:
+        batcher.close()
