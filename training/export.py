@@ -204,11 +204,7 @@ def evaluate(
         preds["lo"], preds["hi"] = np.quantile(samples, [0.05, 0.95], axis=0)
         metrics["model_mc_mean"] = {**errors(preds["mc_mean"], truth, unit), "samples": MC_SAMPLES}
         metrics["mc_interval_coverage"] = interval_coverage(samples, truth, COVERAGE_LEVELS)
-    metrics["naive"] = errors(naive_forecast(valid), truth, unit)
-    if task.config.season > 1:
-        metrics[f"naive_{task.config.season}"] = errors(
-            naive_forecast(valid, season=task.config.season), truth, unit
-        )
+    metrics |= naive_errors(valid, task.config.season, unit)
     metrics["linear"] = errors(LinearBaseline(task.train).predict(valid.x), truth, unit)
     if task.drift is not None:
         drift_truth = last_step(task.drift.y)
@@ -216,13 +212,18 @@ def evaluate(
             "period": task.config.drift_eval,
             "windows": len(task.drift),
             "model": errors(last_step(onnx_model.run_chunked(task.drift.x)), drift_truth, unit),
-            "naive": errors(naive_forecast(task.drift), drift_truth, unit),
+            **naive_errors(task.drift, task.config.season, unit),
         }
-        if task.config.season > 1:
-            metrics["drift"][f"naive_{task.config.season}"] = errors(
-                naive_forecast(task.drift, season=task.config.season), drift_truth, unit
-            )
     return metrics, preds
+
+
+def naive_errors(windows: Windows, season: int, unit: float) -> dict[str, Any]:
+    """`naive` (last value) and, for a season > 1, `naive_<season>` errors on these windows."""
+    truth = last_step(windows.y)
+    out = {"naive": errors(naive_forecast(windows), truth, unit)}
+    if season > 1:
+        out[f"naive_{season}"] = errors(naive_forecast(windows, season=season), truth, unit)
+    return out
 
 
 def calibrate(onnx_model: OnnxForecaster, task: Task, seed: int) -> dict[str, Any] | None:

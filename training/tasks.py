@@ -140,11 +140,10 @@ def build_task(config: TaskConfig) -> Task:
         scaling = Scaling([0.0] * len(peak), [float(p) if p > 0 else 1.0 for p in peak])
     else:
         scaling = Scaling.fit(series.values[train_part])
+    # One-hot covariates (the columns after the numeric ones) stay 0/1.
+    scaling.mean[numeric:] = [0.0] * (len(scaling.mean) - numeric)
+    scaling.scale[numeric:] = [1.0] * (len(scaling.scale) - numeric)
     scaled = scaling.apply(series.values)
-    if config.scaling == "window" or config.known_ahead:
-        scaling.mean[numeric:] = [0.0] * (len(scaling.mean) - numeric)  # one-hot stays 0/1
-        scaling.scale[numeric:] = [1.0] * (len(scaling.scale) - numeric)
-        scaled = scaling.apply(series.values)
 
     def windows(part: slice, name: str, inside: bool = False) -> Windows:
         # Windows may start in the previous period: only their targets must be unseen. The book
