@@ -126,10 +126,8 @@ def write_model(
     return folder
 
 
-@pytest.fixture
-def models_dir(tmp_path: Path) -> Path:
+def write_test_models(root: Path, multi_scaling: dict[str, Any]) -> Path:
     """`tiny`: univariate seq2seq with two MC sites; `multi`: two features, vector, no MC."""
-    root = tmp_path / "models"
     write_model(root, "tiny", n_masks=2)
     write_model(
         root,
@@ -137,9 +135,16 @@ def models_dir(tmp_path: Path) -> Path:
         features=("target", "covariate"),
         output="vector",
         n_masks=0,
-        scaling={"method": "standard", "mean": [1.0, -1.0], "scale": [0.5, 3.0]},
+        scaling=multi_scaling,
     )
     return root
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path) -> Path:
+    return write_test_models(
+        tmp_path / "models", {"method": "standard", "mean": [1.0, -1.0], "scale": [0.5, 3.0]}
+    )
 
 
 @pytest.fixture

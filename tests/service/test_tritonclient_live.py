@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 from numpy.typing import NDArray
 
-from tests.service.conftest import write_model
+from tests.service.conftest import write_test_models
 
 httpclient = pytest.importorskip("tritonclient.http")
 utils = pytest.importorskip("tritonclient.utils")
@@ -33,16 +33,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """`host:port` of a uvicorn serving `tiny` (seq2seq, 2 MC sites) and `multi` (vector, F=2)."""
-    root = tmp_path_factory.mktemp("live") / "models"
-    write_model(root, "tiny", n_masks=2)
-    write_model(
-        root,
-        "multi",
-        features=("target", "covariate"),
-        output="vector",
-        n_masks=0,
-        scaling={"method": "none"},
-    )
+    root = write_test_models(tmp_path_factory.mktemp("live") / "models", {"method": "none"})
     port = free_port()
     env = {**os.environ, "FORECAST_MODELS_DIR": str(root), "FORECAST_DEVICE": "cpu"}
     command = [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory"]
