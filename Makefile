@@ -8,7 +8,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 
 .DEFAULT_GOAL := help
 .PHONY: help serve test test-fast lint train export bench clean
-.PHONY: loadtest docker-smoke
+.PHONY: loadtest overload soak docker-smoke
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -63,6 +63,13 @@ bench: $(VENV)/.serve ## service (batching on/off) vs two anchors, every model, 
 loadtest: $(VENV)/.load ## locust mix against a running service: make loadtest HOST=http://127.0.0.1:8000
 	$(VENV)/bin/locust -f loadtest/locustfile.py --headless -u 16 -r 8 -t 30s --only-summary \
 		--host $(or $(HOST),http://127.0.0.1:8000)
+
+overload: $(VENV)/.serve ## 4x capacity on its own service (max_in_flight 8, ~1 min): accepted p99 < 1 s, quick 503s, flat RSS
+	$(PY) -m loadtest.overload $(OVERLOAD_ARGS)
+
+SOAK_SECONDS ?= 600
+soak: $(VENV)/.load ## mixed load on its own service for SOAK_SECONDS (600): RSS growth < 10%, 0 unexpected answers
+	$(PY) -m loadtest.soak --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 docker-smoke: ## build the images, serve, forecast, train a tiny model into a copy of models/, down
 	bash docker/smoke.sh

@@ -2,14 +2,20 @@
 
 ```
 ForecastError                      500 forecast_error
+├── UnauthorizedError              401 unauthorized       (FORECAST_API_KEYS set, no valid key)
+├── ForbiddenError                 403 forbidden          (admin endpoints without FORECAST_API_KEYS)
 ├── ModelNotFoundError             404 model_not_found
+├── ModelReloadError               409 model_reload_failed (the previous version keeps serving)
 ├── ModelNotReadyError             503 model_not_ready
 ├── ModelLoadError                 503 model_load_error    (start-up; becomes a model's `reason`)
 │   └── DeviceUnavailableError     503 device_unavailable
 ├── PayloadTooLargeError           413 payload_too_large
+├── OverloadedError                503 overloaded         (FORECAST_MAX_IN_FLIGHT requests in flight)
+├── DeadlineExceededError          504 deadline_exceeded  (no answer within FORECAST_REQUEST_TIMEOUT_S)
 └── InvalidRequestError            422 invalid_request
     ├── MalformedRequestError      400 malformed_request  (a body that cannot be parsed at all)
     ├── InvalidSeriesError         422 invalid_series     (empty, short, NaN, dimensions, ragged)
+    ├── InvalidModelNameError      422 invalid_model_name (not a folder name the repository serves)
     ├── LimitExceededError         422 limit_exceeded     (a configured limit, named)
     └── UnsupportedForecastError   422 unsupported_forecast (strategy, covariates, MC)
 ```
@@ -33,6 +39,16 @@ class ForecastError(Exception):
         self.param = param
 
 
+class UnauthorizedError(ForecastError):
+    status_code = 401
+    type = "unauthorized"
+
+
+class ForbiddenError(ForecastError):
+    status_code = 403
+    type = "forbidden"
+
+
 class ModelNotFoundError(ForecastError):
     status_code = 404
     type = "model_not_found"
@@ -41,6 +57,11 @@ class ModelNotFoundError(ForecastError):
 class ModelNotReadyError(ForecastError):
     status_code = 503
     type = "model_not_ready"
+
+
+class ModelReloadError(ForecastError):
+    status_code = 409
+    type = "model_reload_failed"
 
 
 class ModelLoadError(ForecastError):
@@ -57,6 +78,16 @@ class PayloadTooLargeError(ForecastError):
     type = "payload_too_large"
 
 
+class OverloadedError(ForecastError):
+    status_code = 503
+    type = "overloaded"
+
+
+class DeadlineExceededError(ForecastError):
+    status_code = 504
+    type = "deadline_exceeded"
+
+
 class InvalidRequestError(ForecastError):
     status_code = 422
     type = "invalid_request"
@@ -69,6 +100,10 @@ class MalformedRequestError(InvalidRequestError):
 
 class InvalidSeriesError(InvalidRequestError):
     type = "invalid_series"
+
+
+class InvalidModelNameError(InvalidRequestError):
+    type = "invalid_model_name"
 
 
 class LimitExceededError(InvalidRequestError):

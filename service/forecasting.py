@@ -130,7 +130,9 @@ async def forecast(
     for i, window in enumerate(windows):
         by_length[window.shape[0]].append(i)
     for rows in by_length.values():
-        x = np.repeat(np.stack([windows[i] for i in rows]), samples, axis=0)
+        x = np.stack([windows[i] for i in rows])
+        if samples > 1 and not spec.onnx.mc_dropout.repeat_rows:
+            x = np.repeat(x, samples, axis=0)  # else the graph repeats its prefix's activations
         covariates = (
             None if future is None else np.repeat(np.stack([future[i] for i in rows]), samples, 0)
         )
@@ -149,14 +151,32 @@ async def forecast(
 
 
 def calibrate(spec: ForecasterSpec, paths: Array64) -> Array64:
-    """Scale each step's spread around the MC mean by the model's factor (the last one beyond)."""
-    assert spec.calibration is not None
-    factors = np.asarray(spec.calibration.factors, dtype=np.float64)
+    """Calibrate sample paths [samples, steps] with the model's calibration (docs/model-repository.md).
+
+    spread_factor: scale each step's spread around the MC mean by its factor. conformal: map each
+    path by its rank r among the S paths to the signed central level u = 2 (r + 0.5) / S - 1, then
+    to mean + sign(u) q(|u|) std, q the step's scores interpolated over the levels. Steps beyond
+    the lists reuse the last one.
+    """
+    calibration = spec.calibration
+    assert calibration is not None
     steps = paths.shape[1]
-    per_step = factors[np.minimum(np.arange(steps), len(factors) - 1)]
     mean = paths.mean(axis=0)
-    widened: Array64 = mean + per_step * (paths - mean)
-    return widened
+    if calibration.method == "spread_factor":
+        factors = np.asarray(calibration.factors, dtype=np.float64)
+        per_step = factors[np.minimum(np.arange(steps), len(factors) - 1)]
+        widened: Array64 = mean + per_step * (paths - mean)
+        return widened
+    std = paths.std(axis=0)
+    ranks = np.argsort(np.argsort(paths, axis=0, kind="stable"), axis=0, kind="stable")
+    u = 2.0 * (ranks + 0.5) / len(paths) - 1.0
+    grid = np.concatenate([[0.0], calibration.levels])
+    mapped: Array64 = np.empty_like(paths, dtype=np.float64)
+    for step in range(steps):
+        row = np.concatenate([[0.0], calibration.scores[min(step, len(calibration.scores) - 1)]])
+        q = np.interp(np.abs(u[:, step]), grid, row)
+        mapped[:, step] = mean[step] + np.sign(u[:, step]) * q * std[step]
+    return mapped
 
 
 def resolve_strategy(
@@ -361,8 +381,12 @@ async def rollout(
     `runtime.OnnxModel`) runs them all off the event loop, without a hop back per model call.
     """
     steps = rollout_steps(spec, x, horizon, covariates)
-    if isinstance(infer, StepRunner):
-        return await infer.run_steps(steps, masks)
+    # Not `isinstance(infer, StepRunner)`: a runtime-checkable Protocol check walks the protocol's
+    # attributes on every call (2% of the event loop under load, py-spy).
+    run_steps = getattr(infer, "run_steps", None)
+    if run_steps is not None:
+        result: Array32 = await run_steps(steps, masks)
+        return result
     window = next(steps)
     while True:
         try:
@@ -390,6 +414,8 @@ def rollout_steps(
         chunks.append(chunk)
         produced += chunk.shape[1]
         if produced < horizon:
+            if len(x) < len(chunk):  # a repeat_rows graph's first call: one window per path now
+                x = np.repeat(x, len(chunk) // len(x), axis=0)
             if covariates is None:
                 rows = chunk[:, :, None]
             else:  # scaled future rows of the other features, the forecast in the target column

@@ -6,6 +6,8 @@ forecast_ort_run_duration_seconds{model}                           histogram, on
 forecast_ort_batch_rows{model}                                     histogram, rows per ORT call
 forecast_mc_samples{model}                                         histogram, samples per MC request
 forecast_errors_total{type}                                        counter, by error type
+forecast_model_reloads_total{model, outcome}                       counter, loaded or failed
+forecast_requests_in_flight                                        gauge, sampled, summed over workers
 ```
 
 The metrics live at module level, once per process, as prometheus-client intends. With several
@@ -17,13 +19,14 @@ reads that variable when it is imported, so it must be set before the service st
 
 import os
 import time
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -84,6 +87,19 @@ ERRORS = Counter(
     "Error responses by error type (the `error.type` of the body).",
     ["type"],
 )
+# `model` names a folder that exists (service.lifecycle): bounded, never a client's raw string.
+MODEL_RELOADS = Counter(
+    "forecast_model_reloads",
+    "Model reloads (admin endpoint or poll) by outcome: loaded, or failed (a ready old version kept serving).",
+    ["model", "outcome"],
+)
+# Set by the overload watchdog each tick (service/api/overload.py; probes and scrapes not counted);
+# livesum: the workers alive, summed.
+IN_FLIGHT = Gauge(
+    "forecast_requests_in_flight",
+    "Requests admitted and not yet answered (the overload limit is FORECAST_MAX_IN_FLIGHT per worker).",
+    multiprocess_mode="livesum",
+)
 
 
 def observe_ort_run(model: str, rows: int, started: float) -> None:
@@ -123,13 +139,36 @@ class RequestMetrics:
             await self.app(scope, receive, send_status)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path_format", None) or getattr(route, "path", UNMATCHED)
-            # A 404 may name any model: keep client-chosen strings out of the labels.
-            known = route is not None and status != 404
-            model = scope.get("path_params", {}).get("name", "") if known else ""
-            REQUEST_DURATION.labels(scope["method"], template, model, str(status)).observe(
+            template: str = (
+                getattr(route, "path_format", None) or getattr(route, "path", None) or UNMATCHED
+            )
+            _request_histogram(scope["method"], template, _model_label(scope), status).observe(
                 time.perf_counter() - started
             )
+
+
+def _model_label(scope: Scope) -> str:
+    """The `{name}` of the path when it names a model of the repository, else "": a client may
+    send any name (a 404, a 422 before the lookup), and labels must stay bounded."""
+    name = scope.get("path_params", {}).get("name")
+    if not name:
+        return ""
+    repository = getattr(getattr(scope.get("app"), "state", None), "repository", None)
+    models = getattr(repository, "models", None)
+    return str(name) if models is not None and name in models else ""
+
+
+# The labelled histograms by label values: `labels()` takes a lock and rebuilds its key on every
+# call; the label values are bounded (methods x route templates x models x statuses).
+_REQUEST_CHILDREN: dict[tuple[str, str, str, int], Any] = {}
+
+
+def _request_histogram(method: str, route: str, model: str, status: int) -> Any:
+    key = (method, route, model, status)
+    child = _REQUEST_CHILDREN.get(key)
+    if child is None:
+        child = _REQUEST_CHILDREN[key] = REQUEST_DURATION.labels(method, route, model, str(status))
+    return child
 
 
 def metrics_endpoint(request: Request) -> Response:

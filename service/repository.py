@@ -2,23 +2,56 @@
 
 The contract is `docs/model-repository.md`. Every folder is loaded on its own; a broken one is
 logged and kept with the reason, so `GET /v1/models` can report it while the others serve.
+
+What is read, and nothing else: `forecaster.json`, parsed by pydantic (data, never code), and the
+ONNX file it names, parsed by ONNX Runtime (no custom-op libraries are registered). No pickle, no
+Python module, no other file of a folder is ever opened. Every path is resolved first and must stay
+inside the models directory, so a symlink or an `onnx.file` of `../..` cannot reach elsewhere; only
+folders directly inside it whose names match `MODEL_NAME` are served.
 """
 
 import logging
-from dataclasses import dataclass
+import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from service.errors import ForecastError, ModelLoadError, ModelNotFoundError, ModelNotReadyError
+from service.errors import (
+    ForecastError,
+    InvalidModelNameError,
+    ModelLoadError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+)
 from service.runtime import OnnxModel, create_session
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 SPEC_FILE = "forecaster.json"
+# A model's name is its folder's name: one path component, no `..`, safe in a URL and a metric label.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+NAME_RULE = "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit, no '..'"
+
+# What a folder's files looked like when it was read: (path, size, mtime_ns) of each file.
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+def is_model_name(name: str) -> bool:
+    return MODEL_NAME.fullmatch(name) is not None and ".." not in name
+
+
+def validate_model_name(name: str) -> str:
+    """`name` if the repository could serve a folder of that name, else a 422 naming the field."""
+    if not is_model_name(name):
+        raise InvalidModelNameError(
+            f"name: {name[:80]!r} is not a model name ({NAME_RULE})", param="name"
+        )
+    return name
 
 
 class _Spec(BaseModel):
@@ -41,6 +74,9 @@ class McDropout(_Spec):
     method: Literal["mask_inputs"] = "mask_inputs"
     rate: float = Field(default=0.0, ge=0.0, lt=1.0)
     masks: list[MaskSpec] = []
+    # The graph takes one `x` row per series and P = B x S mask rows, and repeats each x row S
+    # times before its first dropout site (docs/model-repository.md): MC paths share that prefix.
+    repeat_rows: bool = False
 
 
 class TensorSpec(_Spec):
@@ -58,11 +94,34 @@ class OnnxSpec(_Spec):
 
 
 class Calibration(_Spec):
-    """Spread factors per horizon step for MC-dropout intervals, fitted at export on held-out data:
-    paths = mean + factor * (paths - mean). Steps beyond the list reuse its last factor."""
+    """How MC-dropout intervals are calibrated, fitted at export on held-out data.
 
-    method: Literal["spread_factor"]
-    factors: list[Annotated[float, Field(gt=0.0)]] = Field(min_length=1)
+    `spread_factor`: one factor per horizon step, paths = mean + factor * (paths - mean).
+    `conformal`: per step, the quantiles `scores[step][i]` of |y - mean| / std at the central
+    `levels[i]`; paths are mapped by rank so their central intervals are mean +- score * std.
+    Steps beyond the lists reuse the last one.
+    """
+
+    method: Literal["spread_factor", "conformal"]
+    factors: list[Annotated[float, Field(gt=0.0)]] = []
+    levels: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = []
+    scores: list[list[Annotated[float, Field(ge=0.0)]]] = []
+
+    @model_validator(mode="after")
+    def _complete(self) -> "Calibration":
+        if self.method == "spread_factor" and not self.factors:
+            raise ValueError("spread_factor calibration needs at least one factor")
+        if self.method == "conformal":
+            if not self.levels or self.levels != sorted(set(self.levels)):
+                raise ValueError("conformal calibration needs strictly increasing levels")
+            if not self.scores:
+                raise ValueError("conformal calibration needs a row of scores per step")
+            for row in self.scores:
+                if len(row) != len(self.levels) or row != sorted(row):
+                    raise ValueError(
+                        "each row of conformal scores needs one non-decreasing score per level"
+                    )
+        return self
 
 
 class ForecasterSpec(_Spec):
@@ -120,6 +179,8 @@ class Model:
     spec: ForecasterSpec | None = None
     onnx: OnnxModel | None = None
     reason: str | None = None
+    # The folder's files as they were just before loading: a poll reloads when they change.
+    fingerprint: Fingerprint = field(default=(), repr=False)
 
     @property
     def ready(self) -> bool:
@@ -131,14 +192,21 @@ class Model:
 
 
 class Repository:
-    """The loaded models by name, in folder order."""
+    """The loaded models by name, in folder order.
 
-    def __init__(self, models: list[Model]) -> None:
+    `ready` follows `strict` (FORECAST_STRICT_READINESS): strict, as Triton, needs at least one model
+    and every model loaded; otherwise one loaded model is enough. A reload replaces one entry of
+    `models` in one assignment (`service.lifecycle`), so a reader sees the old model or the new one.
+    """
+
+    def __init__(self, models: list[Model], strict: bool = True) -> None:
         self.models = {m.name: m for m in models}
+        self.strict = strict
 
     @property
     def ready(self) -> bool:
-        return any(m.ready for m in self.models.values())
+        loaded = [m.ready for m in self.models.values()]
+        return bool(loaded) and (all(loaded) if self.strict else any(loaded))
 
     def close(self) -> None:
         """Stop the models' batching threads (the lifespan calls this at shutdown)."""
@@ -150,6 +218,10 @@ class Repository:
         try:
             return self.models[name]
         except KeyError:
+            if not is_model_name(name):  # no such folder is ever served: say what a name is
+                raise ModelNotFoundError(
+                    f"model {name[:80]!r} not found: a model name has {NAME_RULE}"
+                ) from None
             raise ModelNotFoundError(
                 f"model {name!r} not found; available: {sorted(self.models)}"
             ) from None
@@ -167,24 +239,64 @@ def load_repository(settings: Settings) -> Repository:
     root = settings.models_dir
     if not root.is_dir():
         logger.warning("models directory %s does not exist: serving no models", root)
-        return Repository([])
-    models = [load_model(folder, settings) for folder in sorted(root.iterdir()) if folder.is_dir()]
+        return Repository([], strict=settings.strict_readiness)
+    names = model_folders(root)
+    for entry in sorted(root.iterdir()):
+        if entry.is_dir() and entry.name not in names:
+            logger.warning("skipping folder %s: not a model name (%s)", entry, NAME_RULE)
+    models = [load_model(root / name, settings) for name in names]
     for m in models:
         if m.ready:
             logger.info("model %s ready on %s", m.name, m.device)
         else:
             logger.error("model %s unavailable: %s", m.name, m.reason)
-    return Repository(models)
+    return Repository(models, strict=settings.strict_readiness)
+
+
+def model_folders(root: Path) -> list[str]:
+    """The names of the folders directly inside `root` that can be models, sorted.
+
+    Anything else there (files, `.git`, `__pycache__`, a name no URL could carry) is not a model.
+    """
+    return [e.name for e in sorted(root.iterdir()) if e.is_dir() and is_model_name(e.name)]
 
 
 def load_model(folder: Path, settings: Settings) -> Model:
-    model = Model(name=folder.name, path=folder)
+    """Read one folder into a complete `Model`: spec, session, test inference; or the reason not."""
+    model = Model(name=folder.name, path=folder, fingerprint=fingerprint(folder))
     try:
+        root = settings.models_dir.resolve()
+        validate_model_name(folder.name)
+        _inside(folder, root, "the model folder")
+        _inside(folder / SPEC_FILE, root, SPEC_FILE)
         model.spec = read_spec(folder / SPEC_FILE)
         model.onnx = _open_session(folder, model.spec, settings)
     except ForecastError as exc:
+        # ORT quotes the file's absolute path: the reason is public (GET /v1/models), the path not.
         model.reason = exc.message
+        for prefix in {str(settings.models_dir.resolve()), str(settings.models_dir)}:
+            model.reason = model.reason.replace(prefix + os.sep, "")
     return model
+
+
+def _inside(path: Path, root: Path, what: str) -> None:
+    """Refuse `path` unless, resolved (symlinks followed), it stays inside `root`."""
+    if not path.resolve().is_relative_to(root):
+        raise ModelLoadError(f"{what} resolves outside the models directory; refused")
+
+
+def fingerprint(folder: Path) -> Fingerprint:
+    """(path, size, mtime_ns) of every file in `folder`, sorted: changes when any file does."""
+    files = []
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            path = Path(parent, name)
+            try:
+                stat = path.stat()
+            except OSError:  # vanished while walking, or a dangling symlink
+                continue
+            files.append((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns))
+    return tuple(sorted(files))
 
 
 def read_spec(path: Path) -> ForecasterSpec:
@@ -198,6 +310,7 @@ def read_spec(path: Path) -> ForecasterSpec:
 
 def _open_session(folder: Path, spec: ForecasterSpec, settings: Settings) -> OnnxModel:
     path = folder / spec.onnx.file
+    _inside(path, settings.models_dir.resolve(), f"onnx.file {spec.onnx.file!r}")
     if not path.is_file():
         raise ModelLoadError(f"{spec.onnx.file} is missing")
     session = create_session(path, settings.device, settings.intra_op_threads)
@@ -218,18 +331,28 @@ def _check_graph(onnx: OnnxModel, spec: ForecasterSpec) -> None:
             f"graph inputs {sorted(onnx.input_names)} do not match "
             f"forecaster.json {sorted(expected)}"
         )
-    x = np.zeros((1, spec.input_length, spec.n_features), dtype=np.float32)
-    masks = {m.name: np.ones((1, m.size), dtype=np.float32) for m in spec.masks}
+    # With repeat_rows, two paths for each of two windows: one output row per mask row. (One
+    # window would not do: ORT broadcasts [1, ...] against [2, ...] in any graph.)
+    repeat = bool(spec.masks) and spec.onnx.mc_dropout.repeat_rows
+    x = np.zeros((2 if repeat else 1, spec.input_length, spec.n_features), dtype=np.float32)
+    rows = 4 if repeat else 1
+    masks = {m.name: np.ones((rows, m.size), dtype=np.float32) for m in spec.masks}
     try:
         y = onnx.run(x, masks)
     except Exception as exc:  # any ORT failure here means the folder cannot serve
-        raise ModelLoadError(f"test inference failed: {exc}") from exc
-    shape = (1, spec.input_length, spec.horizon) if spec.output == "sequence" else (1, spec.horizon)
+        hint = " (forecaster.json says repeat_rows=true)" if repeat else ""
+        raise ModelLoadError(f"test inference failed{hint}: {exc}") from exc
+    shape = (
+        (rows, spec.input_length, spec.horizon)
+        if spec.output == "sequence"
+        else (rows, spec.horizon)
+    )
     if y.shape != shape:
         raise ModelLoadError(
-            f"output {spec.onnx.output.name!r} has shape {list(y.shape)} on a "
-            f"[1, {spec.input_length}, {spec.n_features}] window; expected {list(shape)} "
+            f"output {spec.onnx.output.name!r} has shape {list(y.shape)} on "
+            f"{list(x.shape)} windows and {rows} mask rows; expected {list(shape)} "
             f"for output={spec.output!r}, horizon={spec.horizon}"
+            + (", repeat_rows=true" if repeat else "")
         )
 
 

@@ -4,8 +4,8 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The repository's `models/` folder: `python -m service` serves the shipped models unconfigured.
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
@@ -49,10 +49,49 @@ class Settings(BaseSettings):
     # series x samples rows go through the model together: this bounds the memory of one request.
     max_paths: int = Field(default=100_000, ge=1, description="series x samples per request")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1, description="request body size")
+    # Overload (service/api/overload.py): beyond this many requests in flight in one worker, an
+    # immediate 503 instead of a growing queue. Little's law: in flight = rate x latency, so the
+    # worst wait is about max_in_flight / capacity; 128 / ~200 MC requests/s is ~0.65 s. Above
+    # the c=64 of `make bench`, which must see no refusal.
+    max_in_flight: int = Field(
+        default=128, ge=1, description="requests in flight per worker process; 503 beyond"
+    )
+    retry_after_s: int = Field(
+        default=1, ge=0, description="Retry-After (seconds) on an overloaded 503"
+    )
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, description="deadline: 504 when no answer has started by then"
+    )
+    # SIGTERM: stop accepting, let requests in flight finish for up to this long, then exit.
+    # Above request_timeout_s, so that every request admitted before the signal gets its answer.
+    shutdown_timeout_s: int = Field(
+        default=35, ge=0, description="graceful shutdown: how long requests in flight may drain"
+    )
     # The KServe time-series API has no samples field: its quantiles come from this many MC paths.
     timeseries_samples: int = Field(
         default=100, ge=1, description="MC-dropout paths behind KServe time-series quantiles"
     )
+
+    # Access (service/api/access.py). Comma-separated; empty: no authentication, and the admin
+    # endpoints answer 403. SecretStr: a logged or printed Settings shows `**********`.
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default=[], description="API keys: `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default=[], description="origins allowed by CORS (comma-separated); empty: CORS off"
+    )
+    # Model lifecycle (service/lifecycle.py). Strict, as Triton: ready only when every model loaded.
+    strict_readiness: bool = True
+    model_poll_s: float = Field(
+        default=0.0, ge=0.0, description="reload changed model folders every N seconds; 0: off"
+    )
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     def worker_count(self) -> int:
         """`workers`, with "auto" resolved to the CPUs this process may use."""

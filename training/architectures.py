@@ -57,15 +57,25 @@ class WindowLevel(layers.Layer):  # type: ignore[misc]
     covariates) pass unchanged. Returns the normalised window and the forecast's base [B, horizon]:
     the seasonal naive forecast (the target `season` steps before each forecast step), so the
     network learns a relative correction to it and can never do worse than it by much.
+
+    With `weeks` > 1 the base is robust instead: per position in the season, the median of the
+    last `weeks` seasons (a holiday last week no longer becomes next week's forecast), and the
+    network sees the window's last `weeks` seasons with, per numeric column, both the value over
+    the level and the value over that median profile (the deseasonalised residual), minus 1.
     """
 
-    def __init__(self, numeric: int, horizon: int, season: int = 7, **kwargs: Any) -> None:
+    def __init__(
+        self, numeric: int, horizon: int, season: int = 7, weeks: int = 1, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.numeric = numeric
         self.horizon = horizon
         self.season = season
+        self.weeks = weeks
 
     def call(self, inputs: Any) -> Any:
+        if self.weeks > 1:
+            return self._median_profile(inputs)
         values = inputs[:, :, : self.numeric]
         level = ops.mean(values[:, -self.season :, :], axis=1, keepdims=True) + 1e-6
         normalised = ops.concatenate([values / level - 1.0, inputs[:, :, self.numeric :]], axis=-1)
@@ -79,15 +89,90 @@ class WindowLevel(layers.Layer):  # type: ignore[misc]
             "numeric": self.numeric,
             "horizon": self.horizon,
             "season": self.season,
+            "weeks": self.weeks,
         }
+
+    def _median_profile(self, inputs: Any) -> Any:
+        span = self.season * self.weeks
+        recent = inputs[:, -span:, :]
+        values = recent[:, :, : self.numeric]
+        level = ops.mean(values[:, -self.season :, :], axis=1, keepdims=True) + 1e-6
+        # [B, weeks, season, numeric] -> sorted over the weeks (last axis) -> the median
+        seasons = ops.transpose(
+            ops.reshape(values, (-1, self.weeks, self.season, self.numeric)), (0, 2, 3, 1)
+        )
+        ordered = ops.sort(seasons, axis=-1)
+        middle = self.weeks // 2
+        profile = ordered[..., middle]
+        if self.weeks % 2 == 0:
+            profile = 0.5 * (profile + ordered[..., middle - 1])
+        profile = profile + 1e-6  # [B, season, numeric], aligned with the window's last season
+        tiled = ops.tile(profile, (1, self.weeks, 1))
+        normalised = ops.concatenate(
+            [values / level - 1.0, values / tiled - 1.0, recent[:, :, self.numeric :]], axis=-1
+        )
+        base = ops.take(profile[:, :, 0], [h % self.season for h in range(self.horizon)], axis=1)
+        return normalised, base
 
 
 @keras.saving.register_keras_serializable(package="forecast")
 class RestoreLevel(layers.Layer):  # type: ignore[misc]
-    """Inverse of WindowLevel for the target: y = (1 + y_relative) * base."""
+    """Inverse of WindowLevel for the target: y = (1 + y_relative) * base.
+
+    The base comes from `x` [B, ...], the relative forecast from the paths [P, ...] (RepeatRows):
+    each base row is repeated P / B times to meet them."""
 
     def call(self, relative: Any, level: Any) -> Any:
-        return (1.0 + relative) * level
+        return (1.0 + relative) * repeat_rows(level, ops.shape(relative)[0])
+
+
+def repeat_rows(tensor: Any, rows: Any) -> Any:
+    """[B, ...] -> [rows, ...], each row repeated rows / B times in place (as np.repeat, axis 0)."""
+    batch = ops.shape(tensor)[0]
+    per_row = rows // batch
+    expanded = ops.expand_dims(tensor, 1)
+    tiled = ops.broadcast_to(
+        expanded, (batch, per_row, *[ops.shape(tensor)[i] for i in range(1, len(tensor.shape))])
+    )
+    return ops.reshape(tiled, (rows, *[ops.shape(tensor)[i] for i in range(1, len(tensor.shape))]))
+
+
+@keras.saving.register_keras_serializable(package="forecast")
+class RepeatRows(layers.Layer):  # type: ignore[misc]
+    """Before the first MC-dropout site: the rows of `x` [B, ...] meet the mask rows [P, U].
+
+    MC dropout runs P = B x S paths, S per series. Everything before the first dropout site is the
+    same for the S paths of a series, so the service sends each window once and the S mask rows,
+    and the graph repeats the (cheap to copy) activations here instead of computing them S times:
+    for the shipped LSTM a third of the FLOPs of an MC request, for the WaveNet half. With as many
+    mask rows as `x` rows (training, dropout off) this is the identity.
+    """
+
+    def call(self, inputs: Any, mask_input: Any) -> Any:
+        return repeat_rows(inputs, ops.shape(mask_input)[0])
+
+
+@keras.saving.register_keras_serializable(package="forecast")
+class FlattenLast(layers.Layer):  # type: ignore[misc]
+    """[B, T, F] -> [B, steps * F]: the window's last `steps` rows, flattened (T may be dynamic)."""
+
+    def __init__(self, steps: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.steps = steps
+
+    def call(self, inputs: Any) -> Any:
+        return ops.reshape(inputs[:, -self.steps :, :], (-1, self.steps * int(inputs.shape[-1])))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "steps": self.steps}
+
+
+@keras.saving.register_keras_serializable(package="forecast")
+class ScaleBase(layers.Layer):  # type: ignore[misc]
+    """base * (1 + correction): a linear skip from the normalised window adjusts the base."""
+
+    def call(self, base: Any, correction: Any) -> Any:
+        return base * (1.0 + correction)
 
 
 @keras.saving.register_keras_serializable(package="forecast")
@@ -108,12 +193,14 @@ class _Sites:
     def drop(self, tensor: Any) -> Any:
         units = int(tensor.shape[-1])
         mask = keras.Input((units,), name=f"{MASK_PREFIX}{len(self.inputs)}")
+        if not self.inputs:  # the first site: from here on, one row per MC path
+            tensor = RepeatRows(name="repeat_rows")(tensor, mask)
         self.inputs.append(mask)
         return MaskedDropout(self.rate, name=f"mc_dropout_{len(self.inputs) - 1}")(tensor, mask)
 
 
 def _input(
-    n_features: int, kind: TargetKind, window_norm: int, horizon: int, season: int
+    n_features: int, kind: TargetKind, window_norm: int, horizon: int, season: int, weeks: int = 1
 ) -> tuple[Any, Any, Any]:
     """The `x` input, the tensor the network sees, and the target level (None without window_norm)."""
     x = keras.Input((None, n_features), name="x")
@@ -122,7 +209,7 @@ def _input(
     if kind != "seq2vec":
         # A seq2seq output at step t must not see the window's later values through the level.
         raise ValueError("window normalisation needs kind='seq2vec'")
-    normalised, level = WindowLevel(window_norm, horizon, season, name="window_level")(x)
+    normalised, level = WindowLevel(window_norm, horizon, season, weeks, name="window_level")(x)
     return x, normalised, level
 
 
@@ -145,8 +232,16 @@ def _recurrent(cell: type[layers.Layer]) -> Callable[..., keras.Model]:
         dropout: float = 0.1,
         window_norm: int = 0,
         season: int = 7,
+        weeks: int = 1,
+        skip: int = 0,
     ) -> keras.Model:
-        x, h, level = _input(n_features, kind, window_norm, horizon, season)
+        x, h, level = _input(n_features, kind, window_norm, horizon, season, weeks)
+        if skip and level is not None:
+            # A linear path from the last `skip` normalised rows to a relative base correction
+            # (outside the MC-dropout sites): the recurrent path learns what is left.
+            seen = FlattenLast(skip, name="skip_window")(h)
+            correction = layers.Dense(horizon, name="skip_correction")(seen)
+            level = ScaleBase(name="skip_base")(level, correction)
         sites = _Sites(dropout)
         for i in range(layers_count):
             last = i == layers_count - 1
@@ -172,6 +267,7 @@ def build_wavenet(
     dropout: float = 0.1,
     window_norm: int = 0,
     season: int = 7,
+    weeks: int = 1,
 ) -> keras.Model:
     """The book's simplified WaveNet, deeper: two causal dilated Conv1D blocks (1..16, receptive field
     63 > the 50-step window, measured 0.0025 vs 0.0028 for the book's 1..8), with residual additions.
@@ -179,7 +275,7 @@ def build_wavenet(
     Dropout sits at two sites (the middle and the end of the stack): before every conv it underfits
     (FIELD-NOTES). Residual additions let 64-filter stacks train in a few minutes on a CPU.
     """
-    x, h, level = _input(n_features, kind, window_norm, horizon, season)
+    x, h, level = _input(n_features, kind, window_norm, horizon, season, weeks)
     sites = _Sites(dropout)
     h = layers.Conv1D(filters, 1, name="embed")(h)
     middle = len(dilations) // 2 - 1
@@ -201,9 +297,10 @@ def build_conv_gru(
     dropout: float = 0.1,
     window_norm: int = 0,
     season: int = 7,
+    weeks: int = 1,
 ) -> keras.Model:
     """The book's Conv1D + GRU, with a causal kernel so every output step sees only its past."""
-    x, h, level = _input(n_features, kind, window_norm, horizon, season)
+    x, h, level = _input(n_features, kind, window_norm, horizon, season, weeks)
     sites = _Sites(dropout)
     h = layers.Conv1D(units, 4, padding="causal", activation="relu", name="conv")(h)
     h = layers.GRU(units, return_sequences=True, name="rnn_0")(h)
@@ -220,6 +317,40 @@ ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "simple_rnn": build_simple_rnn,
     "conv_gru": build_conv_gru,
 }
+
+
+def with_repeat_rows(model: keras.Model) -> keras.Model:
+    """`model` with a RepeatRows layer before its first dropout site, same weights.
+
+    Models trained before RepeatRows existed (their saved config lacks it) export with it too: the
+    layer has no weights, so the functional config gains one layer and the weights carry over.
+    A model that has it already, or has no dropout site, is returned as is.
+    """
+    if any(isinstance(layer, RepeatRows) for layer in model.layers):
+        return model
+    config = model.get_config()
+    first = "mc_dropout_0"
+    site = next((layer for layer in config["layers"] if layer["name"] == first), None)
+    if site is None:
+        return model
+    args = site["inbound_nodes"][0]["args"]  # [the activations, the mask input]
+    repeat = {
+        "module": RepeatRows.__module__,
+        "class_name": "RepeatRows",
+        "registered_name": "forecast>RepeatRows",
+        "config": {"name": "repeat_rows", "trainable": True, "dtype": "float32"},
+        "name": "repeat_rows",
+        "inbound_nodes": [{"args": list(args), "kwargs": {}}],
+    }
+    repeated = {
+        "class_name": "__keras_tensor__",
+        "config": {**args[0]["config"], "keras_history": ["repeat_rows", 0, 0]},
+    }
+    site["inbound_nodes"][0]["args"] = [repeated, args[1]]
+    config["layers"].insert(config["layers"].index(site), repeat)
+    rebuilt = keras.Model.from_config(config)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
 
 
 def mask_inputs(model: keras.Model) -> list[tuple[str, int]]:

@@ -44,6 +44,10 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=positive, default=32)
     train.add_argument("--patience", type=positive, default=10, help="early-stopping patience")
     train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--loss", choices=("mse", "mae", "huber"), default="mse")
+    train.add_argument(
+        "--huber-delta", type=float, default=1.0, help="Huber threshold, in scaled target units"
+    )
     train.add_argument("--units", type=positive, default=64, help="units or filters per layer")
     train.add_argument("--dropout", type=float, default=0.1, help="MC-dropout rate (0 disables)")
     train.add_argument("--seed", type=int, default=42)
@@ -81,6 +85,20 @@ def parser() -> argparse.ArgumentParser:
         "inside the graph (for series that drift in level; seq2vec)",
     )
     csv.add_argument(
+        "--profile-weeks",
+        type=positive,
+        default=1,
+        help="with --scaling window: >1 forecasts relative to the median of the last N seasons "
+        "(robust to a holiday in the last one) and feeds the deseasonalised residuals",
+    )
+    csv.add_argument(
+        "--skip-steps",
+        type=int,
+        default=0,
+        help="with --scaling window (recurrent models): a linear path from the last N normalised "
+        "rows corrects the base, beside the recurrent path",
+    )
+    csv.add_argument(
         "--valid-context",
         choices=("previous", "inside"),
         default="previous",
@@ -88,6 +106,19 @@ def parser() -> argparse.ArgumentParser:
         "it all); inside: windows lie wholly in it, as in the book",
     )
     csv.add_argument("--test-end", help="last date of the test split, used to calibrate intervals")
+    csv.add_argument(
+        "--calibration",
+        choices=("conformal", "spread_factor"),
+        default="conformal",
+        help="interval calibration fitted on one part of the test split, checked on the other",
+    )
+    csv.add_argument(
+        "--calibration-split",
+        choices=("interleaved", "halves"),
+        default="interleaved",
+        help="interleaved: alternate weeks of test windows fit and check; halves: the first half "
+        "fits, the second checks",
+    )
     csv.add_argument(
         "--drift-eval", help="START:END, an extra evaluation period (e.g. a new level)"
     )
@@ -143,6 +174,8 @@ def run_train(args: argparse.Namespace) -> int:
         test_end=args.test_end,
         drift_eval=args.drift_eval,
         valid_context=args.valid_context,
+        calibration=args.calibration,
+        calibration_split=args.calibration_split,
     )
     if not 0 <= args.dropout < 1:
         raise TrainingError(f"--dropout must be in [0, 1), got {args.dropout}")
@@ -171,6 +204,8 @@ def run_train(args: argparse.Namespace) -> int:
             "dropout": args.dropout,
             "window_norm": window_norm,
             "season": args.season,
+            **({"weeks": args.profile_weeks} if args.profile_weeks > 1 else {}),
+            **({"skip": args.skip_steps} if args.skip_steps > 0 else {}),
         },
     )
     print(
@@ -185,8 +220,14 @@ def run_train(args: argparse.Namespace) -> int:
         args.batch_size,
         args.patience,
         args.learning_rate,
+        args.loss,
+        args.huber_delta,
     )
     info.update(model=args.model, units=args.units, dropout=args.dropout, seed=args.seed)
+    if args.profile_weeks > 1:
+        info["profile_weeks"] = args.profile_weeks
+    if args.skip_steps > 0:
+        info["skip_steps"] = args.skip_steps
     run_dir = args.runs_dir / name
     run_dir.mkdir(parents=True, exist_ok=True)
     model.save(run_dir / "model.keras")

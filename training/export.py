@@ -29,13 +29,16 @@ import onnxruntime as ort
 import tensorflow as tf
 import tf2onnx
 
-from training.architectures import dropout_rate, mask_inputs
+from training.architectures import RepeatRows, dropout_rate, mask_inputs, with_repeat_rows
 from training.datasets import FloatArray, Windows
 from training.errors import ExportError
 from training.evaluation import (
+    CONFORMAL_LEVELS,
     LinearBaseline,
+    apply_conformal,
     apply_spread,
     calibrate_spread,
+    conformal_scores,
     errors,
     interval_coverage,
     last_step,
@@ -62,12 +65,15 @@ def draw_masks(
 class OnnxForecaster:
     """The exported graph in ONNX Runtime, called the way the service calls it."""
 
-    def __init__(self, path: Path, masks: list[tuple[str, int]], rate: float) -> None:
+    def __init__(
+        self, path: Path, masks: list[tuple[str, int]], rate: float, repeat_rows: bool = False
+    ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.masks = masks
         self.rate = rate
+        self.repeat_rows = repeat_rows  # the graph repeats x's rows to meet the masks' (RepeatRows)
 
     def run(self, x: FloatArray, masks: list[FloatArray] | None = None) -> FloatArray:
         if masks is None:
@@ -87,8 +93,21 @@ class OnnxForecaster:
         """[S, N, H] forecasts at the last step, S mask draws per window, one batched pass."""
         rng = np.random.default_rng(seed)
         widths = [w for _, w in self.masks]
-        tiled = np.repeat(x, samples, axis=0)  # row n*S + s
-        out = last_step(self.run_chunked(tiled, draw_masks(rng, len(tiled), widths, self.rate)))
+        masks = draw_masks(rng, len(x) * samples, widths, self.rate)  # path n*S + s
+        if self.repeat_rows:  # one x row per window, S mask rows each: as the service calls it
+            per = max(1, 8192 // samples)
+            out = last_step(
+                np.concatenate(
+                    [
+                        self.run(
+                            x[i : i + per], [m[i * samples : (i + per) * samples] for m in masks]
+                        )
+                        for i in range(0, len(x), per)
+                    ]
+                )
+            )
+        else:
+            out = last_step(self.run_chunked(np.repeat(x, samples, axis=0), masks))
         return out.reshape(len(x), samples, -1).transpose(1, 0, 2)
 
 
@@ -131,7 +150,9 @@ def check_mc(
     spread = float(samples.std(axis=0).mean())
     if not spread > 0:
         raise ExportError("MC dropout is dead in ORT: all samples of one batched call are equal")
-    again = OnnxForecaster(path, onnx_model.masks, onnx_model.rate).mc_samples(x[:8], MC_SAMPLES, 7)
+    again = OnnxForecaster(
+        path, onnx_model.masks, onnx_model.rate, onnx_model.repeat_rows
+    ).mc_samples(x[:8], MC_SAMPLES, 7)
     if not np.array_equal(samples, again):
         raise ExportError("the same seed gave different MC samples from a new ORT session")
     # A row's output must not depend on its neighbours in the batch.
@@ -142,6 +163,14 @@ def check_mc(
     row_diff = float(np.max(np.abs(together[:1] - alone)))
     if not row_diff <= 1e-6:
         raise ExportError(f"a row's output changed with its batch neighbours by {row_diff:.2e}")
+    repeat_diff = None
+    if onnx_model.repeat_rows:  # 8 windows x 8 paths: sent once each == sent tiled
+        paths = [m[:64] for m in masks]
+        once = onnx_model.run(x[:8], paths)
+        tiled = onnx_model.run(np.repeat(x[:8], 8, axis=0), paths)
+        repeat_diff = float(np.max(np.abs(once - tiled)))
+        if not repeat_diff <= 1e-6:
+            raise ExportError(f"repeated rows differ from tiled windows by {repeat_diff:.2e}")
     # ORT's MC (numpy masks) vs Keras' own MC (masks drawn by TensorFlow): same distribution.
     subset = x[:200]
     ort_s = onnx_model.mc_samples(subset, 200, seed=11)
@@ -158,6 +187,7 @@ def check_mc(
         "mc_dropout": True,
         "mc_std_mean": round(spread, 6),
         "row_independence_max_abs_diff": row_diff,
+        "repeat_rows_max_abs_diff": repeat_diff,
         "keras_mc_mean_gap": round(mean_gap, 6),
         "keras_mc_std": round(keras_std, 6),
         "ort_vs_keras_mc_std_ratio": round(std_ratio, 4),
@@ -202,6 +232,7 @@ def evaluate(
         samples = onnx_model.mc_samples(valid.x, MC_SAMPLES, seed)
         preds["mc_mean"] = samples.mean(axis=0)
         preds["lo"], preds["hi"] = np.quantile(samples, [0.05, 0.95], axis=0)
+        preds["samples"] = samples
         metrics["model_mc_mean"] = {**errors(preds["mc_mean"], truth, unit), "samples": MC_SAMPLES}
         metrics["mc_interval_coverage"] = interval_coverage(samples, truth, COVERAGE_LEVELS)
     metrics |= naive_errors(valid, task.config.season, unit)
@@ -226,29 +257,77 @@ def naive_errors(windows: Windows, season: int, unit: float) -> dict[str, Any]:
     return out
 
 
+CALIBRATION_BLOCK = 7  # windows per block of the interleaved split (a week of daily data)
+
+
+def calibration_split(n: int, split: str) -> tuple[Any, Any]:
+    """Indices (fit, check) of the test windows, in time order.
+
+    `interleaved`: alternate blocks of CALIBRATION_BLOCK consecutive windows, so both parts span
+    the same seasons and holidays (the default: a time-ordered split of a June..February test
+    period fits on summer and checks on the holiday season); neighbouring blocks share target
+    days, which makes the check somewhat optimistic. `halves`: the first half fits, the second
+    checks, as a forecaster meets the future.
+    """
+    if split == "halves":
+        return np.arange(n // 2), np.arange(n // 2, n)
+    block = (np.arange(n) // CALIBRATION_BLOCK) % 2
+    return np.flatnonzero(block == 0), np.flatnonzero(block == 1)
+
+
+def fit_calibration(
+    method: str, samples: FloatArray, truth: FloatArray
+) -> tuple[dict[str, Any], Any]:
+    """The calibration fields for forecaster.json and the function that applies them to [S, N, H]."""
+    if method == "conformal":
+        scores = conformal_scores(samples, truth, CONFORMAL_LEVELS)
+        fields = {"levels": list(CONFORMAL_LEVELS), "scores": scores}
+        return fields, lambda s: apply_conformal(s, list(CONFORMAL_LEVELS), scores)
+    factors = calibrate_spread(samples, truth, COVERAGE_LEVELS)
+    return {"factors": factors}, lambda s: apply_spread(s, factors)
+
+
+def apply_calibration(calibration: dict[str, Any], samples: FloatArray) -> Any:
+    """The served paths [S, N, H] for raw MC samples, as the service calibrates them."""
+    if calibration["method"] == "conformal":
+        return apply_conformal(samples, calibration["levels"], calibration["scores"])
+    return apply_spread(samples, calibration["factors"])
+
+
 def calibrate(onnx_model: OnnxForecaster, task: Task, seed: int) -> dict[str, Any] | None:
-    """Fit a spread factor per horizon step on the first half of the test split (never trained or
-    early-stopped on) and report coverage before and after on the second half, which the fit never
-    saw. The service serves calibrated intervals by default."""
+    """Fit the interval calibration on one part of the test split (never trained or early-stopped
+    on) and report coverage before and after on the other part, which the fit never saw; the
+    service serves calibrated intervals by default.
+
+    `conformal` (default): split-conformal quantiles of |y - MC mean| / MC std per step and level;
+    `spread_factor`: one factor on the MC spread per step (fits 80% but not the heavy tails).
+    The split is task.config.calibration_split; the other split's coverage is recorded too."""
     if task.test is None or not onnx_model.masks or len(task.test) < 20:
         return None
-    half = len(task.test) // 2
-    fit_x, check_x = task.test.x[:half], task.test.x[half:]
-    fit_truth, check_truth = last_step(task.test.y[:half]), last_step(task.test.y[half:])
-    fit_samples = onnx_model.mc_samples(fit_x, MC_SAMPLES, seed + 1)
-    factors = calibrate_spread(fit_samples, fit_truth, COVERAGE_LEVELS)
-    check_samples = onnx_model.mc_samples(check_x, MC_SAMPLES, seed + 2)
-    return {
-        "method": "spread_factor",
-        "factors": factors,
-        "levels": list(COVERAGE_LEVELS),
-        "fit_windows": half,
-        "check_windows": len(task.test) - half,
-        "coverage_raw": interval_coverage(check_samples, check_truth, COVERAGE_LEVELS),
-        "coverage_calibrated": interval_coverage(
-            apply_spread(check_samples, factors), check_truth, COVERAGE_LEVELS
-        ),
-    }
+    truth = last_step(task.test.y)
+    samples = onnx_model.mc_samples(task.test.x, MC_SAMPLES, seed + 1)
+    method, split = task.config.calibration, task.config.calibration_split
+    out: dict[str, Any] = {"method": method, "split": split}
+    dates = task.test_dates
+    for name in (split, *(s for s in ("interleaved", "halves") if s != split)):
+        fit, check = calibration_split(len(truth), name)
+        fields, apply = fit_calibration(method, samples[:, fit], truth[fit])
+        result = {
+            "fit_windows": len(fit),
+            "check_windows": len(check),
+            "coverage_raw": interval_coverage(samples[:, check], truth[check], COVERAGE_LEVELS),
+            "coverage_calibrated": interval_coverage(
+                apply(samples[:, check]), truth[check], COVERAGE_LEVELS
+            ),
+        }
+        if dates is not None:  # the first forecast day of the first and last window of each part
+            result["fit_period"] = f"{dates[fit[0]]}..{dates[fit[-1]]}"
+            result["check_period"] = f"{dates[check[0]]}..{dates[check[-1]]}"
+        if name == split:
+            out |= fields | {"coverage_levels": list(COVERAGE_LEVELS)} | result
+        else:
+            out[f"check_{name}"] = result
+    return out
 
 
 def _mean_coverage(coverage: dict[str, list[float]]) -> dict[str, float]:
@@ -270,8 +349,10 @@ def export(
 ) -> dict[str, Any]:
     """Convert, check, measure and write models/<name>/ atomically; returns forecaster.json."""
     started = time.monotonic()
+    model = with_repeat_rows(model)  # runs saved before RepeatRows existed export with it too
     masks = mask_inputs(model)
     rate = dropout_rate(model)
+    repeat_rows = any(isinstance(layer, RepeatRows) for layer in model.layers)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Staged beside the target (same filesystem, so the final rename is atomic), hidden by the dot.
     with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir.parent) as tmp:
@@ -280,7 +361,7 @@ def export(
         onnx_path.parent.mkdir(parents=True)
         print(f"export: converting with tf2onnx {tf2onnx.__version__}, opset {OPSET}", flush=True)
         convert(model, onnx_path)
-        onnx_model = OnnxForecaster(onnx_path, masks, rate)
+        onnx_model = OnnxForecaster(onnx_path, masks, rate, repeat_rows)
         parity = check_parity(model, onnx_model, task)
         print(f"export: parity Keras vs ORT, dropout off: max abs diff {parity:.2e}", flush=True)
         x_check = (
@@ -291,13 +372,20 @@ def export(
         mc = check_mc(model, onnx_model, onnx_path, x_check)
         print(f"export: MC dropout checks passed {mc}", flush=True)
         floor = max(2, task.config.season) if task.config.scaling == "window" else 2
+        for layer in model.layers:  # a window-level layer reads its last `weeks` seasons
+            if hasattr(layer, "weeks") and hasattr(layer, "season"):
+                floor = max(floor, layer.season * layer.weeks)
         min_length = measure_min_length(onnx_model, task.valid, task.config.input_length, floor)
         metrics, preds = evaluate(onnx_model, task, task.config.seed)
         metrics["checks"] = {"parity_max_abs_diff": parity, **mc}
         calibration = calibrate(onnx_model, task, task.config.seed)
+        if calibration is not None and "samples" in preds:  # the report draws the served band
+            served = apply_calibration(calibration, preds.pop("samples"))
+            preds["lo"], preds["hi"] = np.quantile(served, [0.05, 0.95], axis=0)
+            preds["calibrated"] = np.ones(1, np.float32)
         if calibration is not None:
             print(
-                f"export: calibration factors {calibration['factors']}; held-out coverage raw "
+                f"export: calibration {calibration['method']}; held-out coverage raw "
                 f"{_mean_coverage(calibration['coverage_raw'])} -> calibrated "
                 f"{_mean_coverage(calibration['coverage_calibrated'])}",
                 flush=True,
@@ -331,6 +419,7 @@ def export(
                     "method": "mask_inputs",
                     "rate": rate,
                     "masks": [{"name": n, "size": w} for n, w in masks],
+                    "repeat_rows": repeat_rows,
                 },
             },
             "metrics": metrics,

@@ -61,11 +61,15 @@ def train(
     batch_size: int = 32,
     patience: int = 10,
     learning_rate: float = 1e-3,
+    loss: str = "mse",
+    huber_delta: float = 1.0,
 ) -> dict[str, Any]:
-    """Fit with Adam on MSE, early stopping on the validation last-step MSE (best weights restored)."""
+    """Fit with Adam on `loss` (mse, mae, or huber with `huber_delta` in scaled units, robust to
+    holidays and other outliers), early stopping on the validation last-step MSE (best weights
+    restored)."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss="mse",
+        loss=keras.losses.Huber(huber_delta) if loss == "huber" else loss,
         metrics=[last_time_step_mse],
     )
     callbacks = [
@@ -101,6 +105,7 @@ def train(
         "seconds": round(time.monotonic() - started, 1),
         "batch_size": batch_size,
         "learning_rate": learning_rate,
+        "loss": loss if loss != "huber" else f"huber({huber_delta:g})",
     }
 
 

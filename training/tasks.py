@@ -47,6 +47,10 @@ class TaskConfig:
     valid_context: str = "previous"
     # "START:END", an extra evaluation period, e.g. after a level shift
     drift_eval: str | None = None
+    # interval calibration fitted at export: "conformal" or "spread_factor"
+    calibration: str = "conformal"
+    # which test windows fit it and which check it: "interleaved" weeks or time-ordered "halves"
+    calibration_split: str = "interleaved"
     synthetic_sizes: tuple[int, int, int] = (7000, 2000, 1000)
 
     def to_json(self) -> dict[str, Any]:
@@ -67,6 +71,7 @@ class Task:
     test: Windows | None = None  # never trained or early-stopped on: calibration and its check
     drift: Windows | None = None  # config.drift_eval, when given
     numeric_features: int = 1  # leading columns that are values, not one-hot covariates
+    test_dates: list[str] | None = None  # the first forecast date of each test window
 
     def sample_inputs(self, batch: int, length: int, rng: np.random.Generator) -> FloatArray:
         """Windows of any length drawn from the task's own data, for parity checks.
@@ -158,9 +163,14 @@ def build_task(config: TaskConfig) -> Task:
     )
     valid = windows(valid_part, "validation", config.valid_context == "inside")
     test = None
+    test_dates = None
     if config.test_end is not None:
         end = int(np.searchsorted(series.dates, np.datetime64(config.test_end), side="right"))
         test = windows(slice(test_part.start, end), "test")
+        first = max(test_part.start - config.input_length, 0) + config.input_length
+        test_dates = [
+            str(np.datetime_as_string(d, "D")) for d in series.dates[first : first + len(test)]
+        ]
     drift = None
     if config.drift_eval is not None:
         start_text, _, end_text = config.drift_eval.partition(":")
@@ -184,4 +194,5 @@ def build_task(config: TaskConfig) -> Task:
         test,
         drift,
         numeric,
+        test_dates,
     )

@@ -32,16 +32,16 @@ async def _forecast_error(request: Request, exc: ForecastError) -> Response:
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-    errors = exc.errors()
+    return validation_error_response(exc.errors(), request.url.path)
+
+
+def validation_error_response(errors: Sequence[Any], path: str) -> Response:
+    """400 for a body that is not JSON, else 422 naming the first few fields at fault."""
     if any(e.get("type") == "json_invalid" for e in errors):
         error = errors[0]
         detail = error.get("ctx", {}).get("error", error.get("msg"))
-        return error_response(
-            400, "malformed_json", f"body is not valid JSON: {detail}", path=request.url.path
-        )
-    return error_response(
-        422, "validation_error", describe_validation_errors(errors), path=request.url.path
-    )
+        return error_response(400, "malformed_json", f"body is not valid JSON: {detail}", path=path)
+    return error_response(422, "validation_error", describe_validation_errors(errors), path=path)
 
 
 def describe_validation_errors(errors: Sequence[Any], limit: int = 3) -> str:
@@ -93,7 +93,10 @@ def _furthest_union_member(errors: Sequence[Any]) -> list[Any]:
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
-    return error_response(exc.status_code, "http_error", str(exc.detail), path=request.url.path)
+    response = error_response(exc.status_code, "http_error", str(exc.detail), path=request.url.path)
+    # Starlette's 405 names the route's methods in `Allow`, which RFC 9110 requires: keep it.
+    response.headers.update(exc.headers or {})
+    return response
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:

@@ -13,9 +13,11 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from service import forecasting, metrics
-from service.api.dependencies import repository_of, settings_of
 from service.api.responses import OrjsonResponse
 from service.api.schemas import FORECAST_EXAMPLES, ErrorBody, ForecastRequest, ForecastResponse
+from service.errors import ModelNotReadyError
+from service.repository import Repository
+from service.settings import Settings
 
 router = APIRouter(prefix="/v1/models", tags=["forecast"])
 
@@ -56,9 +58,20 @@ def parse_request(body: bytes) -> ForecastRequest:
     openapi_extra={"requestBody": REQUEST_BODY},
 )
 async def forecast(name: str, http: Request) -> OrjsonResponse:
-    request = parse_request(await http.body())
-    spec, model = repository_of(http).get_ready(name)
-    settings = settings_of(http)
+    # `service.api.fast` answers this route before FastAPI's router sees it; this handler stays for
+    # the OpenAPI document and for an app mounted without the fast path.
+    return OrjsonResponse(await answer(http.app.state, name, await http.body()))
+
+
+async def answer(state: Any, name: str, raw: bytes) -> dict[str, Any]:
+    """The response body for request body `raw` sent to model `name`; raises the errors the
+    app's handlers map (`service.api.errors`)."""
+    request = parse_request(raw)
+    repository: Repository | None = state.repository
+    if repository is None:  # the lifespan has not run (or has shut down)
+        raise ModelNotReadyError("the model repository is not loaded")
+    spec, model = repository.get_ready(name)
+    settings: Settings = state.settings
     future: Any = request.future_covariates
     if request.series is not None:
         series, labels = [request.series], ["series"]
@@ -83,12 +96,12 @@ async def forecast(name: str, http: Request) -> OrjsonResponse:
     )
     forecasts: list[dict[str, Any]] = []
     for f in result.forecasts:
-        body: dict[str, Any] = {"mean": f.mean}
+        item: dict[str, Any] = {"mean": f.mean}
         if f.std is not None:
-            body["std"] = f.std
-            body["quantiles"] = f.quantiles
-        forecasts.append(body)
-    body = {
+            item["std"] = f.std
+            item["quantiles"] = f.quantiles
+        forecasts.append(item)
+    body: dict[str, Any] = {
         "model": name,
         "version": spec.version,
         "horizon": result.horizon,
@@ -98,4 +111,4 @@ async def forecast(name: str, http: Request) -> OrjsonResponse:
     }
     if uncertainty is not None:
         body["calibrated"] = result.calibrated
-    return OrjsonResponse(body)
+    return body

@@ -14,7 +14,15 @@ async def live() -> dict[str, str]:
     return {"status": "live"}
 
 
-@router.get("/ready", responses={503: {"description": "no model is ready"}})
+@router.get(
+    "/ready",
+    responses={
+        503: {
+            "description": "not ready: no model, or (FORECAST_STRICT_READINESS, the default) "
+            "a model that did not load"
+        }
+    },
+)
 async def ready(request: Request) -> OrjsonResponse:
     repository = getattr(request.app.state, "repository", None)
     models: dict[str, Any] = (

@@ -44,6 +44,73 @@ EXTENSIONS = ["binary_tensor_data"]
 
 Array32 = NDArray[np.float32]
 
+# The JSON inference request as this server reads it (the protocol's, with FP32 tensors only);
+# the binary extension sends the same JSON header followed by raw tensor bytes.
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {"type": "string", "enum": [FP32]},
+        "parameters": {"type": "object"},
+        "data": {"type": "array", "description": "the values, row-major, flat or nested"},
+    },
+}
+INFERENCE_REQUEST: dict[str, Any] = {
+    "title": "InferenceRequest",
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object"},
+        "inputs": {"type": "array", "minItems": 1, "items": _TENSOR},
+        "outputs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
+            },
+        },
+    },
+}
+INFERENCE_RESPONSE: dict[str, Any] = {
+    "title": "InferenceResponse",
+    "type": "object",
+    "required": ["model_name", "outputs"],
+    "properties": {
+        "model_name": {"type": "string"},
+        "model_version": {"type": "string"},
+        "id": {"type": "string"},
+        "outputs": {"type": "array", "items": {**_TENSOR, "required": ["name", "shape"]}},
+    },
+}
+_REF = "#/components/schemas/"
+INFER_BODY = {
+    "required": True,
+    "description": "JSON; or, with the binary tensor extension, a JSON header of "
+    f"`{HEADER_LENGTH}` bytes followed by the raw little-endian tensors",
+    "content": {"application/json": {"schema": {"$ref": _REF + "InferenceRequest"}}},
+}
+INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the outputs: JSON, or with binary outputs a JSON header of "
+        f"`{HEADER_LENGTH}` bytes followed by the raw tensors",
+        "content": {
+            "application/json": {"schema": {"$ref": _REF + "InferenceResponse"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+# Health and readiness answer with the status alone, as the protocol says: no body.
+EMPTY: dict[str, Any] = {"response_class": Response}
+LIVE: dict[int | str, dict[str, Any]] = {200: {"description": "live (empty body)"}}
+READY: dict[int | str, dict[str, Any]] = {
+    200: {"description": "ready (empty body)"},
+    400: {"description": "not ready (empty body)"},
+}
+
 
 @dataclass(frozen=True)
 class TensorMetadata:
@@ -71,12 +138,12 @@ async def server_metadata(request: Request) -> dict[str, Any]:
     return {"name": SERVER_NAME, "version": request.app.version, "extensions": EXTENSIONS}
 
 
-@router.get("/health/live")
+@router.get("/health/live", responses=LIVE, **EMPTY)
 async def server_live() -> Response:
     return Response(status_code=200)
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", responses=READY, **EMPTY)
 async def server_ready(request: Request) -> Response:
     # The protocol: 200 means true, a 4xx means false, and the body is empty.
     repository: Repository | None = getattr(request.app.state, "repository", None)
@@ -98,24 +165,34 @@ async def model_version_metadata(
     return _metadata(repository, name, version)
 
 
-@router.get("/models/{name}/ready")
+@router.get("/models/{name}/ready", responses=READY, **EMPTY)
 async def model_ready(name: str, repository: RepositoryDep) -> Response:
     return _ready(repository, name, None)
 
 
-@router.get("/models/{name}/versions/{version}/ready")
+@router.get("/models/{name}/versions/{version}/ready", responses=READY, **EMPTY)
 async def model_version_ready(name: str, version: str, repository: RepositoryDep) -> Response:
     return _ready(repository, name, version)
 
 
-@router.post("/models/{name}/infer")
+@router.post(
+    "/models/{name}/infer",
+    responses=INFER_RESPONSES,
+    response_class=Response,
+    openapi_extra={"requestBody": INFER_BODY},
+)
 async def infer(
     name: str, request: Request, repository: RepositoryDep, settings: SettingsDep
 ) -> Response:
     return await _infer(name, None, request, repository, settings)
 
 
-@router.post("/models/{name}/versions/{version}/infer")
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    responses=INFER_RESPONSES,
+    response_class=Response,
+    openapi_extra={"requestBody": INFER_BODY},
+)
 async def infer_version(
     name: str, version: str, request: Request, repository: RepositoryDep, settings: SettingsDep
 ) -> Response:
@@ -291,15 +368,25 @@ def feeds(
         raise LimitExceededError(
             f"input 'x' has T={length} steps; max_points={settings.max_points}"
         )
+    # A repeat_rows graph takes P = B x S mask rows (S MC paths per window); else P = B.
+    sent = [tensors[m.name] for m in spec.masks if m.name in tensors]
+    paths = batch
+    if spec.onnx.mc_dropout.repeat_rows and sent and sent[0].ndim == 2:
+        rows = sent[0].shape[0]
+        if rows % batch == 0 and rows > 0:
+            paths = rows
+    if paths > settings.max_paths:
+        raise LimitExceededError(f"the masks have {paths} rows; max_paths={settings.max_paths}")
+    expected_rows = f"[{paths}, " if paths == batch else f"[{paths} (a multiple of B), "
     masks = {}
     for m in spec.masks:
         mask = tensors.get(m.name)
         if mask is None:
-            mask = np.ones((batch, m.size), dtype=np.float32)
-        elif mask.shape != (batch, m.size):
+            mask = np.ones((paths, m.size), dtype=np.float32)
+        elif mask.shape != (paths, m.size):
             raise InvalidRequestError(
-                f"input {m.name!r} has shape {list(mask.shape)}; expected [{batch}, {m.size}] "
-                "(B of 'x', the site's width)"
+                f"input {m.name!r} has shape {list(mask.shape)}; expected {expected_rows}"
+                f"{m.size}] (B of 'x', the site's width)"
             )
         masks[m.name] = mask
     return x, masks

@@ -31,7 +31,16 @@ class UncertaintyRequest(BaseModel):
 
 
 class ForecastRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        # `_one_input` in the published schema: exactly one of `series` and `batch`, not null.
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["series"], "properties": {"series": {"type": "array"}}},
+                {"required": ["batch"], "properties": {"batch": {"type": "array"}}},
+            ]
+        },
+    )
 
     series: Series | None = Field(
         default=None, description="one series: numbers, or [F] rows for a multivariate model"

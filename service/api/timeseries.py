@@ -90,13 +90,24 @@ class TimeSeriesInput(BaseModel):
     start_timestamp: str | None = None
 
 
+# The route parses its body itself (one input failing must not fail the others): described here.
+REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/TimeSeriesForecastRequest"}}
+    },
+}
+
+
 @router.get("/models")
 async def list_models(repository: RepositoryDep) -> list[str]:
     """The models this API can call, as KServe lists them: names only."""
     return [m.name for m in repository.models.values() if m.ready]
 
 
-@router.post("/forecast", response_class=OrjsonResponse)
+@router.post(
+    "/forecast", response_class=OrjsonResponse, openapi_extra={"requestBody": REQUEST_BODY}
+)
 async def forecast(
     request: Request, repository: RepositoryDep, settings: SettingsDep
 ) -> OrjsonResponse:

@@ -24,10 +24,19 @@ SCALING = {"method": "standard", "mean": [1.5], "scale": [2.0]}
 
 
 def build_onnx(
-    n_features: int, horizon: int, units: int, n_masks: int, output: str, seed: int = 0
+    n_features: int,
+    horizon: int,
+    units: int,
+    n_masks: int,
+    output: str,
+    seed: int = 0,
+    repeat_rows: bool = False,
 ) -> onnx.ModelProto:
     """y = MatMul(tanh((x + mean_T(x)) @ W1) * masks, W2) + b: each row depends on its own window
-    (all of it, through the mean over time) and on its own masks, and on nothing else."""
+    (all of it, through the mean over time) and on its own masks, and on nothing else.
+
+    `repeat_rows`: x has B rows and the masks B x S; tanh(...) is repeated S times per row before
+    the first mask (the contract's `mc_dropout.repeat_rows`)."""
     rng = np.random.default_rng(seed)
     w1 = rng.normal(size=(n_features, units)).astype(np.float32)
     w2 = (rng.normal(size=(units, horizon)) / np.sqrt(units)).astype(np.float32)
@@ -46,12 +55,19 @@ def build_onnx(
         helper.make_node("Tanh", ["h0"], ["h_0"]),
     ]
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", n_features])]
+    if repeat_rows and n_masks:
+        nodes += _repeat_rows_nodes("h_0", "mc_mask_0", inits)
     for k in range(n_masks):
         name = f"mc_mask_{k}"
-        inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["B", units]))
+        rows = "P" if repeat_rows else "B"
+        inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [rows, units]))
         nodes += [
             helper.make_node("Unsqueeze", [name, "axis1"], [f"m{k}"]),
-            helper.make_node("Mul", [f"h_{k}", f"m{k}"], [f"h_{k + 1}"]),
+            helper.make_node(
+                "Mul",
+                ["h_0_repeated" if repeat_rows and k == 0 else f"h_{k}", f"m{k}"],
+                [f"h_{k + 1}"],
+            ),
         ]
     h = f"h_{n_masks}"
     if output == "vector":
@@ -76,6 +92,28 @@ def build_onnx(
     return model
 
 
+def _repeat_rows_nodes(h: str, mask: str, inits: list[Any]) -> list[Any]:
+    """Nodes that replace `h` [B, T, U] by its rows each repeated P / B times, P = rows of `mask`."""
+    for name, value in {"i0": [0], "i1": [1], "i3": [3], "one": [1], "minus1": [-1]}.items():
+        inits.append(numpy_helper.from_array(np.array(value, dtype=np.int64), f"rr_{name}"))
+    return [
+        helper.make_node("Shape", [mask], ["rr_mask_shape"]),
+        helper.make_node("Shape", [h], ["rr_h_shape"]),
+        helper.make_node("Slice", ["rr_mask_shape", "rr_i0", "rr_i1"], ["rr_paths"]),
+        helper.make_node("Slice", ["rr_h_shape", "rr_i0", "rr_i1"], ["rr_batch"]),
+        helper.make_node("Div", ["rr_paths", "rr_batch"], ["rr_per_row"]),
+        helper.make_node(
+            "Concat", ["rr_one", "rr_per_row", "rr_one", "rr_one"], ["rr_grid"], axis=0
+        ),
+        helper.make_node("Unsqueeze", [h, "rr_i1"], ["rr_h4"]),
+        helper.make_node("Expand", ["rr_h4", "rr_grid"], ["rr_h5"]),
+        helper.make_node("Slice", ["rr_h_shape", "rr_i1", "rr_i3"], ["rr_tu"]),
+        helper.make_node("Concat", ["rr_minus1", "rr_tu"], ["rr_shape"], axis=0),
+        helper.make_node("Reshape", ["rr_h5", "rr_shape"], ["rr_out"]),
+        helper.make_node("Identity", ["rr_out"], [h + "_repeated"]),
+    ]
+
+
 def write_model(
     root: Path,
     name: str,
@@ -89,10 +127,11 @@ def write_model(
     min_length: int = 4,
     rate: float = 0.2,
     scaling: dict[str, Any] | None = None,
+    repeat_rows: bool = False,
 ) -> Path:
     folder = root / name
     (folder / "1").mkdir(parents=True)
-    model = build_onnx(len(features), horizon, units, n_masks, output)
+    model = build_onnx(len(features), horizon, units, n_masks, output, repeat_rows=repeat_rows)
     onnx.save(model, folder / "1" / "model.onnx")
     spec = {
         "schema_version": 1,
@@ -117,6 +156,7 @@ def write_model(
                 "method": "mask_inputs",
                 "rate": rate,
                 "masks": [{"name": f"mc_mask_{k}", "size": units} for k in range(n_masks)],
+                "repeat_rows": repeat_rows,
             },
         },
         "metrics": {"dataset": "synthetic", "split": "validation", "mse": 0.01},

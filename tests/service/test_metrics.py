@@ -158,3 +158,18 @@ def test_metrics_sum_over_processes_in_multiprocess_mode(tmp_path: Path, models_
         if s.name == "forecast_request_duration_seconds_count" and s.labels.get("model") == "tiny"
     ]
     assert counts == [2.0]
+
+
+def test_client_chosen_model_names_never_become_labels(client: TestClient) -> None:
+    """A bad body for an unknown model fails validation (422) before the model lookup: the name
+    the client sent must not become a label value (unbounded cardinality)."""
+    for name in ("no-such-model-1", "no-such-model-2"):
+        assert client.post(f"/v1/models/{name}/forecast", json={"series": "x"}).status_code == 422
+        assert (
+            client.post(f"/v1/models/{name}/forecast", json={"series": SERIES}).status_code == 404
+        )
+    assert client.post("/v1/models/tiny/forecast", json={"series": "x"}).status_code == 422
+    labels = {s[1] for s in scrape(client) if s[0] == "forecast_request_duration_seconds_count"}
+    models = {dict(label).get("model") for label in labels}
+    assert not any(m and m.startswith("no-such-model") for m in models)
+    assert "tiny" in models  # a real model's 422 keeps its label

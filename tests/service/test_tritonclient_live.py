@@ -162,3 +162,15 @@ def test_errors_reach_the_client_as_messages(triton: httpclient.InferenceServerC
     assert info.value.status() == "422"
     with pytest.raises(utils.InferenceServerException, match="not found"):
         triton.get_model_metadata("nope")
+
+
+def test_repository_extension_is_refused_without_api_keys(
+    triton: httpclient.InferenceServerClient,
+) -> None:
+    # The live server has no FORECAST_API_KEYS: tritonclient decodes the 403 and its reason.
+    with pytest.raises(utils.InferenceServerException, match="FORECAST_API_KEYS") as info:
+        triton.load_model("tiny")
+    assert info.value.status() == "403"
+    with pytest.raises(utils.InferenceServerException, match="FORECAST_API_KEYS"):
+        triton.get_model_repository_index()
+    assert triton.is_model_ready("tiny")

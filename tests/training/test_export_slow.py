@@ -172,6 +172,14 @@ def test_csv_multivariate_window_model_exports_and_serves(workdir: Path) -> None
             "7",
             "--scaling",
             "window",
+            "--profile-weeks",
+            "4",
+            "--skip-steps",
+            "7",
+            "--loss",
+            "huber",
+            "--huber-delta",
+            "0.05",
             "--epochs",
             "2",
             "--units",
@@ -196,9 +204,16 @@ def test_csv_multivariate_window_model_exports_and_serves(workdir: Path) -> None
     assert spec["metrics"]["checks"]["parity_max_abs_diff"] <= 1e-5
     assert spec["metrics"]["model"]["mae_original_units"] > 0
     assert "naive_7" in spec["metrics"]["drift"]
+    assert spec["min_length"] == 28  # the median profile reads the last 4 weeks
+    assert spec["training"]["loss"] == "huber(0.05)"
+    assert spec["training"]["skip_steps"] == 7
     calibration = spec["calibration"]
-    assert len(calibration["factors"]) == 7
+    assert calibration["method"] == "conformal"
+    assert calibration["split"] == "interleaved"
+    assert len(calibration["scores"]) == 7
+    assert all(len(row) == len(calibration["levels"]) for row in calibration["scores"])
     assert set(calibration["coverage_calibrated"]) == {"0.5", "0.8", "0.95"}
+    assert set(calibration["check_halves"]["coverage_calibrated"]) == {"0.5", "0.8", "0.95"}
 
     rows = [[600_000.0 + 1000 * (d % 7), 700_000.0, 0.0, 0.0, 1.0] for d in range(40)]
     future = [[700_000.0, 0.0, 0.0, 1.0]] * 14

@@ -1,0 +1,1 @@
+"""Load kit: the locust mix, the overload run at 4x capacity, the soak."""
