@@ -2,19 +2,25 @@
 
     python -m loadtest.soak [--seconds 600] [--users 8] [--rate 8] [--warmup 60]
 
-Starts `python -m service` (one worker, the shipped models, default limits) on 127.0.0.1, runs the
-locust users of `loadtest/soak_users.py` against it for `--seconds` (`SOAK_SECONDS`; default 10
-minutes): `--users` users of `--rate` requests per second each (next-step, direct, MC, rollout,
-batch, model list, and bad requests that must get their 4xx). The server's RSS is read from
-/proc every `--sample-every` seconds. At the end it prints the requests and failures per kind,
-the errors the service counted by type, and the RSS curve, and exits 1 when:
+Starts `python -m service` (one worker, the shipped models, default limits) on 127.0.0.1, sends a
+warm-up burst (`prime`: every kind on every model from 2 x `--users` clients, `--prime-seconds`),
+then runs the locust users of `loadtest/soak_users.py` against it for `--seconds` (`SOAK_SECONDS`;
+default 10 minutes): `--users` users of `--rate` requests per second each (next-step, direct, MC,
+rollout, batch, model list, and bad requests that must get their 4xx). The server's RSS and thread
+count are read from /proc every `--sample-every` seconds (all samples in `rss.csv`). At the end it
+prints the requests and failures per kind, the errors the service counted by type, and the RSS
+curve, and exits 1 when:
 
 - any request failed (a good one not answered 200, a bad one not answered its 4xx, a 5xx);
-- the RSS grew by 10% or more from the end of the warm-up (`--warmup` seconds) to the end.
+- the RSS grew by 10% or more from the end of the warm-up (`--warmup` seconds from the server's
+  start, the burst included) to the end.
 """
 
 import argparse
+import asyncio
 import csv
+import json
+import math
 import os
 import subprocess
 import sys
@@ -27,9 +33,48 @@ from pathlib import Path
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadtest.overload import Connections
 from loadtest.server import ROOT, LiveServer
 
 RSS_GROWTH = 0.10
+MODELS = ("lstm", "gru", "wavenet")
+SERIES = [round(0.5 * math.sin(t * 0.35) + 0.2 * math.sin(t * 1.3), 5) for t in range(50)]
+PRIME_BODIES = [
+    {"series": SERIES, "horizon": 1},
+    {"series": SERIES, "horizon": 10},
+    {"series": SERIES, "uncertainty": {"samples": 100, "quantiles": [0.05, 0.5, 0.95]}},
+    {"series": SERIES, "horizon": 100},
+    {"batch": [SERIES] * 32, "horizon": 10},
+]
+
+
+async def prime(url: str, concurrency: int, seconds: float) -> dict[str, int]:
+    """Every kind on every model from `concurrency` clients at once, for `seconds`.
+
+    Part of the warm-up: thread pools grow one thread at a time as requests overlap, and ONNX
+    Runtime's memory arenas as larger batches meet (each keeps its high-water mark). A burst at
+    peak concurrency takes them there before the baseline is taken, instead of by chance minutes
+    into the run; what grows after that is what the soak is for.
+    """
+    pairs = [
+        Connections(url, f"/v1/models/{m}/forecast", json.dumps(b).encode())
+        for m in MODELS
+        for b in PRIME_BODIES
+    ]
+    statuses: dict[str, int] = {}
+    end = time.monotonic() + seconds
+
+    async def client(k: int) -> None:
+        i = k
+        while time.monotonic() < end:
+            status, _ = await pairs[i % len(pairs)].post(30.0)
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+            i += 1
+
+    await asyncio.gather(*(client(k) for k in range(concurrency)))
+    for connections in pairs:
+        connections.close()
+    return statuses
 
 
 Sample = tuple[float, int, int]  # seconds since start, RSS bytes, threads
@@ -104,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=8.0, help="requests/s per user")
     parser.add_argument("--warmup", type=float, help="seconds; default 10%% of the run, <= 60")
     parser.add_argument("--sample-every", type=float, default=5.0)
+    parser.add_argument(
+        "--prime-seconds", type=float, default=15.0, help="warm-up burst at 2x the users"
+    )
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     args = parser.parse_args(argv)
     warmup = args.warmup if args.warmup is not None else min(60.0, args.seconds / 10)
@@ -118,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     with LiveServer(env, log=out / "server.log") as server:
         stop = threading.Event()
         samples = sample_rss(server, args.sample_every, stop)
+        primed = asyncio.run(prime(server.url, 2 * args.users, args.prime_seconds))
+        print(f"warm-up burst ({2 * args.users} clients): {primed}", file=sys.stderr)
         command = [
             sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "soak_users.py"),
             "--headless", "--users", str(args.users), "--spawn-rate", str(args.users),

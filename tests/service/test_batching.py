@@ -317,6 +317,34 @@ def test_a_job_of_pool_rows_skips_the_queue() -> None:
     assert float(y[0, 0, 0]) == 6.0
 
 
+def test_big_jobs_run_on_at_most_threads_threads_of_their_own() -> None:
+    names: set[str] = set()
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    def slow(x: Array32, masks: Mapping[str, Array32]) -> Array32:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+            names.add(threading.current_thread().name)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return x
+
+    batcher = Batcher(slow, max_rows=8, max_wait=0.0, threads=2, pool_rows=4, name="m")
+
+    async def main() -> None:
+        await asyncio.gather(*(batcher.infer(window(1.0, rows=5), masks(5)) for _ in range(8)))
+
+    asyncio.run(main())
+    batcher.close()
+    assert most == 2
+    assert all(name.startswith("batcher-m-pool") for name in names)
+
+
 def test_settings_reach_each_models_batcher(tmp_path: Path) -> None:
     from tests.service.conftest import write_model
 
