@@ -46,7 +46,8 @@ def openapi_components() -> dict[str, Any]:
 def parse_request(body: bytes) -> ForecastRequest:
     """Parse and validate in one pass; errors go to the same handler as FastAPI's own."""
     try:
-        return ForecastRequest.model_validate_json(body)
+        # strict: JSON types as the published schema says ("5" and true are not numbers)
+        return ForecastRequest.model_validate_json(body, strict=True)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from None
 

@@ -234,3 +234,18 @@ def test_streamed_body_within_the_limit_is_served(limited: TestClient) -> None:
 
 def test_unknown_route_uses_the_error_shape(client: TestClient) -> None:
     assert_error(client.get("/v1/nothing"), 404, "http_error")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"series": [1.0, 2.0, 3.0, 4.0, 5.0], "horizon": "2"}, "horizon"),
+        ({"series": [1.0, 2.0, 3.0, 4.0, 5.0], "horizon": True}, "horizon"),
+        ({"series": [1.0, "2", 3.0, 4.0, 5.0]}, "series"),
+        ({"series": [1.0, 2.0, 3.0, 4.0, 5.0], "uncertainty": {"samples": "10"}}, "samples"),
+    ],
+)
+def test_numbers_must_be_json_numbers(client: TestClient, body: dict[str, Any], field: str) -> None:
+    response = client.post("/v1/models/tiny/forecast", json=body)
+    assert response.status_code == 422
+    assert field in response.json()["error"]["message"]
