@@ -11,9 +11,9 @@ import os
 import random
 from typing import Any
 
-from locust import FastHttpUser, constant_throughput, task
+from locust import constant_throughput, task
 
-from loadtest.locustfile import series
+from loadtest import locustfile
 
 MODELS = os.environ.get("SOAK_MODELS", "lstm,gru,wavenet").split(",")
 RATE = float(os.environ.get("SOAK_RATE", "8"))
@@ -34,11 +34,14 @@ BAD: dict[str, tuple[bool, bytes | dict[str, Any], int]] = {
 }
 
 
-class SoakUser(FastHttpUser):
+class SoakUser(locustfile.ForecastUser):
+    """The load kit's request mix (`loadtest/locustfile.py`), paced, over every model, plus bad
+    requests. (The module holds no other User class: locust runs every one it finds.)"""
+
     wait_time = constant_throughput(RATE)
 
-    def forecast(self, kind: str, body: bytes | dict[str, Any], expected: int = 200) -> None:
-        return self.post(kind, random.choice(MODELS), body, expected)
+    def forecast(self, kind: str, body: dict[str, Any]) -> None:
+        self.post(kind, random.choice(MODELS), body, 200)
 
     def post(self, kind: str, model: str, body: bytes | dict[str, Any], expected: int) -> None:
         path = f"/v1/models/{model}/forecast"
@@ -54,31 +57,6 @@ class SoakUser(FastHttpUser):
                 )
             else:
                 response.success()
-
-    @task(10)
-    def next_step(self) -> None:
-        self.forecast("next-step", {"series": series(), "horizon": 1})
-
-    @task(4)
-    def multi_step(self) -> None:
-        self.forecast("direct 10-step", {"series": series(), "horizon": 10})
-
-    @task(3)
-    def mc_quantiles(self) -> None:
-        uncertainty = {"samples": 100, "quantiles": [0.05, 0.5, 0.95]}
-        self.forecast("MC 100 samples", {"series": series(), "uncertainty": uncertainty})
-
-    @task(1)
-    def rollout(self) -> None:
-        self.forecast("100-step rollout", {"series": series(), "horizon": 100})
-
-    @task(2)
-    def batch(self) -> None:
-        self.forecast("batch of 32", {"batch": [series() for _ in range(32)], "horizon": 10})
-
-    @task(1)
-    def list_models(self) -> None:
-        self.client.get("/v1/models", name="list models")
 
     @task(2)
     def bad_request(self) -> None:

@@ -5,24 +5,20 @@ uvicorn serving tiny models, with API keys on so that the admin routes are reach
 seed and a bounded number of examples per operation: reproducible, and a few tens of seconds.
 """
 
-import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.service.conftest import write_test_models
-from tests.service.test_tritonclient_live import REPO, free_port
+from tests.service.live import live_uvicorn
 
 pytest.importorskip("schemathesis")
 
 KEY = "fuzz-key"
-START_TIMEOUT = 30.0
 
 # Every check schemathesis has (`all`), configured where our API needs it said:
 #
@@ -43,42 +39,8 @@ expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5x
 def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`http://host:port` of a uvicorn serving `tiny` and `multi`, with an API key required."""
     root = write_test_models(tmp_path_factory.mktemp("fuzz") / "models", {"method": "none"})
-    port = free_port()
-    env = {
-        # One process with its own metrics (an earlier test may have left a multiprocess folder set).
-        **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
-        "FORECAST_MODELS_DIR": str(root),
-        "FORECAST_DEVICE": "cpu",
-        "FORECAST_API_KEYS": KEY,
-    }
-    command = [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    server = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if server.poll() is not None:
-                stderr = server.stderr.read().decode() if server.stderr else ""
-                pytest.fail(f"uvicorn exited with {server.returncode}: {stderr[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"uvicorn not ready on {url} after {START_TIMEOUT}s")
-            time.sleep(0.1)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
-        if server.stderr:
-            server.stderr.close()
+    with live_uvicorn(root, {"FORECAST_API_KEYS": KEY}) as address:
+        yield f"http://{address}"
 
 
 def test_every_answer_matches_the_schema_under_fuzzing(keyed_server: str, tmp_path: Path) -> None:

@@ -16,13 +16,16 @@ import uvicorn
 
 import service.__main__
 from tests.service.conftest import write_test_models
-from tests.service.test_tritonclient_live import REPO, free_port
+from tests.service.live import REPO, free_port
 
 START_TIMEOUT = 30.0
 SHUTDOWN_TIMEOUT = 20  # FORECAST_SHUTDOWN_TIMEOUT_S of the server under test
-# About 3 s of work for the tiny model on 2 cores: 10 series x 1000 MC paths, 200 rollout steps.
+# Several seconds of work for the tiny model on 2 cores: 30 series x 1000 MC paths, 200 rollout
+# steps. Long enough that the in-flight gauge (sampled once a second by the overload watchdog)
+# sees it well before it ends, so that SIGTERM comes while it runs (a 1.5 s request was seen late,
+# once, in CI: it ended within uvicorn's first 0.1 s of shutdown).
 SLOW = {
-    "batch": [[math.sin(t / 3) for t in range(12)]] * 10,
+    "batch": [[math.sin(t / 3) for t in range(12)]] * 30,
     "horizon": 600,
     "uncertainty": {"samples": 1000, "seed": 1},
 }
@@ -119,7 +122,7 @@ def test_sigterm_drains_the_request_in_flight_then_exits_0(tmp_path: Path) -> No
 
     assert refused_while_draining, "the slow request ended before the refusal was checked"
     assert outcome["status"] == 200
-    assert outcome["forecasts"] == 10
+    assert outcome["forecasts"] == 30
     assert outcome["at"] > signalled  # it was in flight when the signal came, and still answered
     assert returncode == 0, stderr[-2000:]
     assert "Waiting for connections to close" in stderr

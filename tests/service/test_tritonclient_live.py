@@ -1,69 +1,26 @@
 """An unmodified tritonclient against the live service: uvicorn on a free port, tiny models."""
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
 from numpy.typing import NDArray
 
 from tests.service.conftest import write_test_models
+from tests.service.live import live_uvicorn
 
 httpclient = pytest.importorskip("tritonclient.http")
 utils = pytest.importorskip("tritonclient.utils")
-
-REPO = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """`host:port` of a uvicorn serving `tiny` (seq2seq, 2 MC sites) and `multi` (vector, F=2)."""
     root = write_test_models(tmp_path_factory.mktemp("live") / "models", {"method": "none"})
-    port = free_port()
-    env = {**os.environ, "FORECAST_MODELS_DIR": str(root), "FORECAST_DEVICE": "cpu"}
-    command = [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    server = subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE)
-    url = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if server.poll() is not None:
-                stderr = server.stderr.read().decode() if server.stderr else ""
-                pytest.fail(f"uvicorn exited with {server.returncode}: {stderr[-2000:]}")
-            try:
-                if httpx.get(f"http://{url}/v2/health/ready", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"uvicorn not ready on {url} after {START_TIMEOUT}s")
-            time.sleep(0.1)
-        yield url, root
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
-        if server.stderr:
-            server.stderr.close()
+    with live_uvicorn(root, ready_path="/v2/health/ready") as address:
+        yield address, root
 
 
 @pytest.fixture
