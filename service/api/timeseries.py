@@ -176,7 +176,8 @@ def _parse(raw: bytes) -> TimeSeriesForecastRequest:
     except orjson.JSONDecodeError as exc:
         raise MalformedRequestError(f"body is not valid JSON: {exc}") from None
     try:
-        return TimeSeriesForecastRequest.model_validate(data)
+        # strict: JSON types as the published schema says ("3" is not a horizon)
+        return TimeSeriesForecastRequest.model_validate(data, strict=True)
     except ValidationError as exc:
         raise InvalidRequestError(
             describe_validation_errors(exc.errors()), param=_param(exc)
@@ -197,7 +198,7 @@ def _check_input(
     """The input, validated against the spec and the model, or the error for its own output."""
     where = f"inputs[{index}]"
     try:
-        item = TimeSeriesInput.model_validate(raw)
+        item = TimeSeriesInput.model_validate(raw, strict=True)
     except ValidationError as exc:
         return InvalidRequestError(
             f"{where}: {describe_validation_errors(exc.errors())}", param=_param(exc, where + ".")

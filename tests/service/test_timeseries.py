@@ -247,3 +247,12 @@ def test_forecast_start_advances_by_the_series_length(
 ) -> None:
     assert forecast_start(start, frequency, steps) == expected
     datetime.fromisoformat(expected)
+
+
+def test_numbers_must_be_json_numbers(client: TestClient) -> None:
+    response = client.post("/v1/timeseries/forecast", json=request(horizon="3"))
+
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request"
+    assert error["param"] == "options.horizon"
