@@ -46,7 +46,13 @@ forecast() { # forecast MODEL: one direct forecast with error bars through the c
   python3 - "$BASE" "$1" <<'PY'
 import json, math, sys, urllib.request
 base, model = sys.argv[1], sys.argv[2]
-series = [math.sin(0.3 * t) for t in range(50)]
+with urllib.request.urlopen(f"{base}/v1/models/{model}", timeout=30) as response:
+    spec = json.load(response)
+features, length = len(spec["features"]), spec["input_length"]
+# Positive values around 2, every feature: fits the synthetic models and the CTA ones' (one-hot
+# covariates included: 0/1 rows are valid values too, the model only needs finite numbers).
+rows = [[2 + math.sin(0.3 * t)] * features for t in range(length)]
+series = [r[0] for r in rows] if features == 1 else rows
 body = {"series": series, "horizon": 10, "uncertainty": {"samples": 50, "seed": 1}}
 request = urllib.request.Request(
     f"{base}/v1/models/{model}/forecast", json.dumps(body).encode(),
