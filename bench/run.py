@@ -20,7 +20,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from loadtest.server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("lstm", "gru", "wavenet")
@@ -123,13 +124,6 @@ def targets(models_dir: Path, models: tuple[str, ...]) -> list[Target]:
         ),
         Target(CONSTANT, ["bench.anchors.constant:app"], {}, models[:1]),
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def post(url: str, body: bytes, timeout: float = 10.0) -> tuple[int, bytes]:

@@ -8,7 +8,7 @@ import math
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,7 +29,6 @@ ResolvedStrategy = Literal["direct", "recursive"]
 Infer = Callable[[Array32, Mapping[str, Array32]], Awaitable[Array32]]
 
 
-@runtime_checkable
 class StepRunner(Protocol):
     """An `Infer` that can also drive a whole rollout (`rollout_steps`) off the event loop."""
 

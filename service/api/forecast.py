@@ -13,11 +13,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from service import forecasting, metrics
+from service.api.dependencies import repository_of, settings_of
 from service.api.responses import OrjsonResponse
 from service.api.schemas import FORECAST_EXAMPLES, ErrorBody, ForecastRequest, ForecastResponse
-from service.errors import ModelNotReadyError
-from service.repository import Repository
-from service.settings import Settings
 
 router = APIRouter(prefix="/v1/models", tags=["forecast"])
 
@@ -68,11 +66,8 @@ async def answer(state: Any, name: str, raw: bytes) -> dict[str, Any]:
     """The response body for request body `raw` sent to model `name`; raises the errors the
     app's handlers map (`service.api.errors`)."""
     request = parse_request(raw)
-    repository: Repository | None = state.repository
-    if repository is None:  # the lifespan has not run (or has shut down)
-        raise ModelNotReadyError("the model repository is not loaded")
-    spec, model = repository.get_ready(name)
-    settings: Settings = state.settings
+    spec, model = repository_of(state).get_ready(name)
+    settings = settings_of(state)
     future: Any = request.future_covariates
     if request.series is not None:
         series, labels = [request.series], ["series"]

@@ -15,7 +15,6 @@ so that a replaced model is closed only after the requests that may hold it have
 
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from starlette.responses import Response
@@ -23,8 +22,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.dependencies import RepositoryDep
 from service.api.models import model_info
+from service.api.oip import json_object
 from service.api.schemas import ErrorBody, ModelInfo
-from service.errors import InvalidRequestError, MalformedRequestError, ModelNotReadyError
+from service.errors import InvalidRequestError, ModelNotReadyError
 from service.lifecycle import ModelLifecycle, RequestEpochs
 
 router = APIRouter(tags=["model lifecycle"])
@@ -139,12 +139,4 @@ async def repository_load(name: str, request: Request, lifecycle: LifecycleDep) 
 
 def _body(raw: bytes) -> dict[str, Any]:
     """An optional JSON object (tritonclient sends no Content-Type, and an empty index body)."""
-    if not raw.strip():
-        return {}
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedRequestError(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise MalformedRequestError("request body must be a JSON object")
-    return body
+    return json_object(raw, "request body") if raw.strip() else {}

@@ -242,7 +242,7 @@ async def _infer(
     spec, model = repository.get_ready(name)
     _check_version(spec, version)
     header, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
-    body = _json_object(header)
+    body = json_object(header, "inference request")
     tensors = decode_inputs(body, binary)
     x, masks = feeds(spec, tensors, settings)
     requested = requested_outputs(spec, body)
@@ -264,13 +264,14 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     return body[:n], body[n:]
 
 
-def _json_object(header: bytes) -> dict[str, Any]:
+def json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """`raw` parsed as a JSON object, else a 400 naming `what` (the protocol's bodies are objects)."""
     try:
-        body = orjson.loads(header)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise MalformedRequestError(f"inference request is not valid JSON: {exc}") from None
+        raise MalformedRequestError(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise MalformedRequestError("inference request must be a JSON object")
+        raise MalformedRequestError(f"{what} must be a JSON object")
     return body
 
 

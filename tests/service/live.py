@@ -1,7 +1,6 @@
 """A real uvicorn serving a models folder on a free 127.0.0.1 port, for the live-server tests."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,15 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loadtest.server import free_port
+
+__all__ = ["REPO", "free_port", "live_uvicorn"]
+
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextmanager
