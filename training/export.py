@@ -81,10 +81,17 @@ class OnnxForecaster:
         feeds = {"x": x, **{name: m for (name, _), m in zip(self.masks, masks, strict=True)}}
         return np.asarray(self.session.run(["y"], feeds)[0])
 
-    def run_chunked(self, x: FloatArray, masks: list[FloatArray] | None = None) -> FloatArray:
-        chunk = 8192
+    def run_chunked(
+        self, x: FloatArray, masks: list[FloatArray] | None = None, paths: int = 1
+    ) -> FloatArray:
+        """`run` in chunks of about 8192 mask rows; `paths` mask rows per window of `x` (>1 only
+        for a repeat_rows graph)."""
+        chunk = max(1, 8192 // paths)
         outs = [
-            self.run(x[i : i + chunk], None if masks is None else [m[i : i + chunk] for m in masks])
+            self.run(
+                x[i : i + chunk],
+                None if masks is None else [m[i * paths : (i + chunk) * paths] for m in masks],
+            )
             for i in range(0, len(x), chunk)
         ]
         return np.concatenate(outs)
@@ -95,17 +102,7 @@ class OnnxForecaster:
         widths = [w for _, w in self.masks]
         masks = draw_masks(rng, len(x) * samples, widths, self.rate)  # path n*S + s
         if self.repeat_rows:  # one x row per window, S mask rows each: as the service calls it
-            per = max(1, 8192 // samples)
-            out = last_step(
-                np.concatenate(
-                    [
-                        self.run(
-                            x[i : i + per], [m[i * samples : (i + per) * samples] for m in masks]
-                        )
-                        for i in range(0, len(x), per)
-                    ]
-                )
-            )
+            out = last_step(self.run_chunked(x, masks, paths=samples))
         else:
             out = last_step(self.run_chunked(np.repeat(x, samples, axis=0), masks))
         return out.reshape(len(x), samples, -1).transpose(1, 0, 2)
@@ -275,16 +272,12 @@ def calibration_split(n: int, split: str) -> tuple[Any, Any]:
     return np.flatnonzero(block == 0), np.flatnonzero(block == 1)
 
 
-def fit_calibration(
-    method: str, samples: FloatArray, truth: FloatArray
-) -> tuple[dict[str, Any], Any]:
-    """The calibration fields for forecaster.json and the function that applies them to [S, N, H]."""
+def fit_calibration(method: str, samples: FloatArray, truth: FloatArray) -> dict[str, Any]:
+    """The calibration of forecaster.json (`method` and its fields) fitted on [S, N, H] samples."""
     if method == "conformal":
         scores = conformal_scores(samples, truth, CONFORMAL_LEVELS)
-        fields = {"levels": list(CONFORMAL_LEVELS), "scores": scores}
-        return fields, lambda s: apply_conformal(s, list(CONFORMAL_LEVELS), scores)
-    factors = calibrate_spread(samples, truth, COVERAGE_LEVELS)
-    return {"factors": factors}, lambda s: apply_spread(s, factors)
+        return {"method": method, "levels": list(CONFORMAL_LEVELS), "scores": scores}
+    return {"method": method, "factors": calibrate_spread(samples, truth, COVERAGE_LEVELS)}
 
 
 def apply_calibration(calibration: dict[str, Any], samples: FloatArray) -> Any:
@@ -311,20 +304,20 @@ def calibrate(onnx_model: OnnxForecaster, task: Task, seed: int) -> dict[str, An
     dates = task.test_dates
     for name in (split, *(s for s in ("interleaved", "halves") if s != split)):
         fit, check = calibration_split(len(truth), name)
-        fields, apply = fit_calibration(method, samples[:, fit], truth[fit])
+        fitted = fit_calibration(method, samples[:, fit], truth[fit])
         result = {
             "fit_windows": len(fit),
             "check_windows": len(check),
             "coverage_raw": interval_coverage(samples[:, check], truth[check], COVERAGE_LEVELS),
             "coverage_calibrated": interval_coverage(
-                apply(samples[:, check]), truth[check], COVERAGE_LEVELS
+                apply_calibration(fitted, samples[:, check]), truth[check], COVERAGE_LEVELS
             ),
         }
         if dates is not None:  # the first forecast day of the first and last window of each part
             result["fit_period"] = f"{dates[fit[0]]}..{dates[fit[-1]]}"
             result["check_period"] = f"{dates[check[0]]}..{dates[check[-1]]}"
         if name == split:
-            out |= fields | {"coverage_levels": list(COVERAGE_LEVELS)} | result
+            out |= fitted | {"coverage_levels": list(COVERAGE_LEVELS)} | result
         else:
             out[f"check_{name}"] = result
     return out
