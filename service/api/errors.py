@@ -25,14 +25,24 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
 
 
+def exception_response(exc: Exception, method: str, path: str) -> Response:
+    """The answer to an exception a handler raised: ours, request validation, or anything else
+    (logged with its traceback; the client learns nothing about the internals). The app's handlers
+    and the forecast fast path (`service.api.fast`) both answer through this."""
+    if isinstance(exc, ForecastError):
+        return error_response(exc.status_code, exc.type, exc.message, path=path, param=exc.param)
+    if isinstance(exc, RequestValidationError):
+        return validation_error_response(exc.errors(), path)
+    logger.error("unexpected error on %s %s", method, path, exc_info=exc)
+    return error_response(500, "internal_error", "internal server error", path=path)
+
+
 async def _forecast_error(request: Request, exc: ForecastError) -> Response:
-    return error_response(
-        exc.status_code, exc.type, exc.message, path=request.url.path, param=exc.param
-    )
+    return exception_response(exc, request.method, request.url.path)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-    return validation_error_response(exc.errors(), request.url.path)
+    return exception_response(exc, request.method, request.url.path)
 
 
 def validation_error_response(errors: Sequence[Any], path: str) -> Response:
@@ -100,6 +110,4 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    # Logged with the traceback; the client learns nothing about the internals.
-    logger.exception("unexpected error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal_error", "internal server error", path=request.url.path)
+    return exception_response(exc, request.method, request.url.path)

@@ -13,22 +13,15 @@ FastAPI (`service.api.forecast`), so it is in the OpenAPI document, and the two 
 same validation, same errors, same bodies.
 """
 
-import logging
-
 import orjson
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api import forecast
-from service.api.errors import validation_error_response
+from service.api.errors import exception_response
 from service.api.forecast import answer
-from service.api.responses import error_response
-from service.errors import ForecastError
-
-logger = logging.getLogger(__name__)
 
 PREFIX = "/v1/models/"
 SUFFIX = "/forecast"
@@ -81,15 +74,8 @@ class ForecastApp(FastAPI):
                 await answer(self.state, scope["path_params"]["name"], body),
                 option=orjson.OPT_SERIALIZE_NUMPY,
             )
-        except ForecastError as exc:
-            response = error_response(
-                exc.status_code, exc.type, exc.message, path=path, param=exc.param
-            )
-        except RequestValidationError as exc:
-            response = validation_error_response(exc.errors(), path)
-        except Exception:
-            logger.exception("unexpected error on POST %s", path)
-            response = error_response(500, "internal_error", "internal server error", path=path)
+        except Exception as exc:  # answered as the app's exception handlers answer it
+            response = exception_response(exc, "POST", path)
         else:
             await send(
                 {

@@ -249,3 +249,22 @@ def test_numbers_must_be_json_numbers(client: TestClient, body: dict[str, Any], 
     response = client.post("/v1/models/tiny/forecast", json=body)
     assert response.status_code == 422
     assert field in response.json()["error"]["message"]
+
+
+def test_an_unexpected_error_is_a_500_that_tells_nothing(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from service import forecasting
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(forecasting, "forecast", broken)
+    response = client.post("/v1/models/tiny/forecast", json={"series": [1.0, 2.0, 3.0, 4.0, 5.0]})
+
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": {"type": "internal_error", "message": "internal server error"}
+    }
+    assert "secret internals" not in response.text
+    assert "secret internals" in caplog.text  # logged with the traceback
