@@ -129,7 +129,7 @@ async def forecast(
     for i, window in enumerate(windows):
         by_length[window.shape[0]].append(i)
     for rows in by_length.values():
-        x = np.stack([windows[i] for i in rows])
+        x = windows[rows[0]][None] if len(rows) == 1 else np.stack([windows[i] for i in rows])
         if samples > 1 and not spec.onnx.mc_dropout.repeat_rows:
             x = np.repeat(x, samples, axis=0)  # else the graph repeats its prefix's activations
         covariates = (
@@ -347,9 +347,25 @@ def _masks(
 ) -> dict[str, Array32]:
     """The mask inputs for `rows` x `samples`: all ones (dropout off) without a seed."""
     if seed is None:
-        return {m.name: np.ones((len(rows), m.size), dtype=np.float32) for m in spec.masks}
+        return _ones(tuple((m.name, m.size) for m in spec.masks), len(rows))
     drawn = [draw_masks(spec, samples, seed, i) for i in rows]
     return {m.name: np.concatenate([d[m.name] for d in drawn]) for m in spec.masks}
+
+
+_ONES: dict[tuple[tuple[tuple[str, int], ...], int], dict[str, Array32]] = {}
+
+
+def _ones(sites: tuple[tuple[str, int], ...], rows: int) -> dict[str, Array32]:
+    """All-ones masks (dropout off) for `rows` windows; read-only and shared up to 64 rows, since
+    every deterministic request needs the same ones (a few microseconds of the hot path)."""
+    cached = _ONES.get((sites, rows))
+    if cached is None:
+        cached = {name: np.ones((rows, size), dtype=np.float32) for name, size in sites}
+        for array in cached.values():
+            array.flags.writeable = False
+        if rows <= 64 and len(_ONES) < 1024:
+            _ONES[(sites, rows)] = cached
+    return cached
 
 
 def draw_masks(spec: ForecasterSpec, samples: int, seed: int, index: int) -> dict[str, Array32]:

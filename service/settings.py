@@ -37,7 +37,9 @@ class Settings(BaseSettings):
         default=0.0, ge=0.0, description="how long an idle model waits for more rows; 0: greedy"
     )
     batch_threads: int = Field(
-        default=2, ge=1, description="ORT calls in flight per model (for backlogs of big requests)"
+        default=2,
+        ge=1,
+        description="threads per model for big jobs (MC paths); small calls share one queue worker",
     )
 
     max_series: int = Field(default=1000, ge=1, description="series per request (`batch` length)")

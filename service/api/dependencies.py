@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from service.errors import ModelNotReadyError
+from service.forecasting import Limits
 from service.repository import Repository
 from service.settings import Settings
 
@@ -20,6 +21,16 @@ def repository_of(state: Any) -> Repository:
 def settings_of(state: Any) -> Settings:
     settings: Settings = state.settings
     return settings
+
+
+def limits_of(state: Any) -> Limits:
+    """The request limits of the app's settings, built once per settings object."""
+    settings = settings_of(state)
+    cached: tuple[Settings, Limits] | None = getattr(state, "limits", None)
+    if cached is None or cached[0] is not settings:
+        cached = (settings, Limits.from_settings(settings))
+        state.limits = cached
+    return cached[1]
 
 
 # The dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in the thread

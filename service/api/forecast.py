@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from service import forecasting, metrics
-from service.api.dependencies import repository_of, settings_of
+from service.api.dependencies import limits_of, repository_of
 from service.api.responses import OrjsonResponse
 from service.api.schemas import FORECAST_EXAMPLES, ErrorBody, ForecastRequest, ForecastResponse
 
@@ -67,7 +67,6 @@ async def answer(state: Any, name: str, raw: bytes) -> dict[str, Any]:
     app's handlers map (`service.api.errors`)."""
     request = parse_request(raw)
     spec, model = repository_of(state).get_ready(name)
-    settings = settings_of(state)
     future: Any = request.future_covariates
     if request.series is not None:
         series, labels = [request.series], ["series"]
@@ -83,7 +82,7 @@ async def answer(state: Any, name: str, raw: bytes) -> dict[str, Any]:
         spec,
         series,
         model,
-        forecasting.Limits.from_settings(settings),
+        limits_of(state),
         horizon=request.horizon,
         strategy=request.strategy,
         uncertainty=uncertainty,

@@ -345,6 +345,34 @@ def test_big_jobs_run_on_at_most_threads_threads_of_their_own() -> None:
     assert all(name.startswith("batcher-m-pool") for name in names)
 
 
+@pytest.mark.parametrize(("workers", "expected"), [(1, 1), (2, 2)])
+def test_queue_calls_overlap_only_with_a_second_worker(workers: int, expected: int) -> None:
+    """One queue worker (the default) runs one call at a time however deep the backlog; a second
+    one starts a call beside a running one for a backlog of half a batch."""
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    def slow(x: Array32, masks: Mapping[str, Array32]) -> Array32:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return x
+
+    batcher = Batcher(slow, max_rows=4, max_wait=0.0, workers=workers, name="q")
+
+    async def main() -> None:
+        await asyncio.gather(*(batcher.infer(window(1.0), masks(1)) for _ in range(24)))
+
+    asyncio.run(main())
+    batcher.close()
+    assert most == expected
+
+
 def test_settings_reach_each_models_batcher(tmp_path: Path) -> None:
     from tests.service.conftest import write_model
 
@@ -357,6 +385,7 @@ def test_settings_reach_each_models_batcher(tmp_path: Path) -> None:
     try:
         assert batcher is not None
         assert (batcher.max_rows, batcher.max_wait, batcher.threads) == (96, 0.002, 3)
+        assert batcher.workers == 1  # one queue worker; the threads are the big jobs' pool
         # MC-sized jobs (half a batch and more) run side by side instead of behind one thread.
         assert batcher.pool_rows == 48
     finally:
