@@ -1,5 +1,6 @@
 """`create_app`: the FastAPI application over a model repository."""
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,15 +32,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        repository = await run_in_threadpool(load_repository, settings)
-        app.state.repository = repository
-        app.state.lifecycle = ModelLifecycle(repository, settings, epochs)
-        app.state.lifecycle.start()  # the poll of FORECAST_MODEL_POLL_S, when set
-        yield
-        await app.state.lifecycle.close()
-        app.state.lifecycle = None
-        app.state.repository = None
-        await run_in_threadpool(repository.close)
+        switch_interval = sys.getswitchinterval()
+        if settings.gil_switch_interval_ms > 0:  # per process: each worker's lifespan sets it
+            sys.setswitchinterval(settings.gil_switch_interval_ms / 1e3)
+        try:
+            repository = await run_in_threadpool(load_repository, settings)
+            app.state.repository = repository
+            app.state.lifecycle = ModelLifecycle(repository, settings, epochs)
+            app.state.lifecycle.start()  # the poll of FORECAST_MODEL_POLL_S, when set
+            yield
+            await app.state.lifecycle.close()
+            app.state.lifecycle = None
+            app.state.repository = None
+            await run_in_threadpool(repository.close)
+        finally:
+            sys.setswitchinterval(switch_interval)
 
     app = ForecastApp(  # FastAPI, with the forecast route answered before the router
         title="Forecast service",

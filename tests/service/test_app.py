@@ -156,3 +156,23 @@ def test_batching_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
         32,
         2.5,
     )
+
+
+@pytest.mark.parametrize(("ms", "during"), [(0.2, 0.0002), (0.0, None)])
+def test_the_lifespan_sets_the_gil_switch_interval_and_restores_it(
+    settings: Settings, ms: float, during: float | None
+) -> None:
+    import sys
+
+    before = sys.getswitchinterval()
+    app = create_app(settings.model_copy(update={"gil_switch_interval_ms": ms}))
+    with TestClient(app):
+        seen = sys.getswitchinterval()
+    assert seen == pytest.approx(before if during is None else during)
+    assert sys.getswitchinterval() == before
+
+
+def test_gil_switch_interval_setting_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORECAST_GIL_SWITCH_INTERVAL_MS", "-1")
+    with pytest.raises(ValueError, match="gil_switch_interval_ms"):
+        Settings()
