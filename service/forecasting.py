@@ -297,10 +297,11 @@ def prepare_windows(
             ) from None
         arrays.append(array)
 
-    if len({a.ndim for a in arrays}) > 1:
-        raise InvalidSeriesError("batch mixes univariate and multivariate series")
-    if len({a.shape[1:] for a in arrays}) > 1:
-        raise InvalidSeriesError("batch mixes multivariate series of different feature counts")
+    if len(arrays) > 1:
+        if len({a.ndim for a in arrays}) > 1:
+            raise InvalidSeriesError("batch mixes univariate and multivariate series")
+        if len({a.shape[1:] for a in arrays}) > 1:
+            raise InvalidSeriesError("batch mixes multivariate series of different feature counts")
 
     n_features = spec.n_features
     windows = []
@@ -329,8 +330,8 @@ def prepare_windows(
 def scale(spec: ForecasterSpec, window: Array64) -> Array32:
     if spec.scaling.method == "none":
         return window.astype(np.float32)
-    mean = np.asarray(spec.scaling.mean, dtype=np.float64)
-    scaled: Array64 = (window - mean) / np.asarray(spec.scaling.scale, dtype=np.float64)
+    mean, std = spec.scaling.arrays
+    scaled: Array64 = (window - mean) / std
     return scaled.astype(np.float32)
 
 

@@ -14,10 +14,12 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from service.errors import (
@@ -63,6 +65,14 @@ class Scaling(_Spec):
     method: Literal["standard", "none"]
     mean: list[float] = []
     scale: list[float] = []
+
+    @cached_property
+    def arrays(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """`mean` and `scale` as read-only float64 arrays, built once (every request scales)."""
+        mean = np.asarray(self.mean, dtype=np.float64)
+        scale = np.asarray(self.scale, dtype=np.float64)
+        mean.flags.writeable = scale.flags.writeable = False
+        return mean, scale
 
 
 class MaskSpec(_Spec):
