@@ -1,0 +1,58 @@
+"""The GRU loops of an exported graph become native `GRU` nodes with the same outputs (no TF needed)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from training.onnx_gru import native_gru
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+def session(model: onnx.ModelProto) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+
+
+def feeds(spec: dict, windows: int, paths: int, length: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n_features = len(spec["features"])
+    x = np.abs(rng.standard_normal((windows, length, n_features)) + 3.0).astype(np.float32)
+    out = {"x": x}
+    rows = paths if spec["onnx"]["mc_dropout"].get("repeat_rows") else windows
+    for mask in spec["onnx"]["mc_dropout"]["masks"]:
+        out[mask["name"]] = ((rng.random((rows, mask["size"])) < 0.9) / 0.9).astype(np.float32)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "loops"), [("gru", 2), ("cta_rail", 2), ("lstm", 0), ("wavenet", 0)]
+)
+def test_gru_loops_become_gru_nodes_with_the_same_outputs(name: str, loops: int) -> None:
+    path = MODELS / name / "1" / "model.onnx"
+    spec = json.loads((MODELS / name / "forecaster.json").read_text())
+    original = onnx.load(path)
+    before = [n.op_type for n in original.graph.node]
+
+    rewritten, replaced = native_gru(original)
+
+    onnx.checker.check_model(rewritten)
+    after = [n.op_type for n in rewritten.graph.node]
+    assert replaced == before.count("Loop") - after.count("Loop") == after.count("GRU") == loops
+    if loops == 0:
+        assert after == before
+        return
+    a, b = session(original), session(rewritten)
+    length = spec["input_length"]
+    for windows, paths, steps in [(3, 3, length), (2, 6, length), (4, 4, length + 9)]:
+        inputs = feeds(spec, windows, paths, steps, seed=windows)
+        expected = a.run(None, inputs)[0]
+        got = b.run(None, inputs)[0]
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
