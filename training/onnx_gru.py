@@ -52,7 +52,7 @@ def native_gru(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     for k, gru in enumerate(found):
         _replace(graph, gru, k)
     if found:
-        _prune(graph)
+        prune(graph)
     return model, len(found)
 
 
@@ -167,7 +167,7 @@ def _replace(graph: onnx.GraphProto, gru: _Gru, k: int) -> None:
         graph.node.insert(index + offset, node)
 
 
-def _prune(graph: onnx.GraphProto) -> None:
+def prune(graph: onnx.GraphProto) -> None:
     """Drop the nodes and initializers nothing uses any more (the loops' trip counts, ...)."""
     while True:
         used = {o.name for o in graph.output}
