@@ -11,6 +11,13 @@ for `--duration` seconds after a one-second warm-up; its Lua `done` hook writes 
 percentiles and errors as JSON. The anchors run the deterministic and MC kinds only; the constant
 anchor runs next-step only (it answers every body alike). Results go to
 `bench-results/<stamp>.json` and `.md` (and `latest.*`).
+
+The targets' ratios (service / anchor, next-step at the top concurrency) are then measured side by
+side: per model, the service and both anchors up at once (an idle server waits in epoll), and
+`--rounds` rounds of one wrk run each, in a rotating order; the verdicts take the median of the
+per-round ratios. The machines are shared VMs whose speed drifts by tens of percent over minutes, so
+a ratio of two cells measured minutes apart (the sequential table) says as much about the drift as
+about the servers.
 """
 
 import argparse
@@ -20,6 +27,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -254,6 +262,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         )
         finally:
             server.stop()
+    side = side_by_side(args, models_dir, models, files, script, work) if args.rounds else {}
     return {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "models": list(models),
@@ -265,7 +274,62 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "uvicorn": UVICORN_FLAGS,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "results": results,
+        "side_by_side": side,
     }
+
+
+def side_by_side(
+    args: argparse.Namespace,
+    models_dir: Path,
+    models: tuple[str, ...],
+    files: dict[str, dict[str, Path]],
+    script: Path,
+    work: Path,
+) -> dict[str, Any]:
+    """Per model: the service and both anchors up together, interleaved next-step runs at the top
+    concurrency, the median of the per-round ratios."""
+    c = max(args.concurrency)
+    by_name = {t.name: t for t in targets(models_dir, models) if t.name != SERVICE_OFF}
+    out: dict[str, Any] = {}
+    for m in models:
+        chosen = [by_name[SERVICE_ON], *[t for t in targets(models_dir, (m,)) if t.name == ANCHOR]]
+        chosen.append(by_name[CONSTANT])
+        print(f"== side by side: {m}, next-step c={c}, {args.rounds} rounds", flush=True)
+        servers: dict[str, Server] = {}
+        body = files[m]["next-step"]
+        try:
+            for t in chosen:
+                log = work / f"side-{m}-{t.name}.log".replace(" ", "_").replace(":", "")
+                servers[t.name] = Server(t, log)
+            for server in servers.values():
+                server.wait_ready(m, body.read_bytes())
+                wrk(server.url(m), body, c, args.warmup, script)
+            rounds: list[dict[str, Any]] = []
+            names = list(servers)
+            for r in range(args.rounds):
+                order = names[r % len(names) :] + names[: r % len(names)]
+                rounds.append(
+                    {n: wrk(servers[n].url(m), body, c, args.duration, script) for n in order}
+                )
+                print(
+                    f"   round {r + 1}: "
+                    + "  ".join(f"{n} {rounds[-1][n]['rps']:.0f}" for n in names)
+                    + " req/s",
+                    flush=True,
+                )
+        finally:
+            for server in servers.values():
+                server.stop()
+        ratios = {
+            other: [x[SERVICE_ON]["rps"] / x[other]["rps"] for x in rounds] for other in names[1:]
+        }
+        out[m] = {
+            "concurrency": c,
+            "rounds": rounds,
+            "ratios": ratios,
+            "median": {other: statistics.median(v) for other, v in ratios.items()},
+        }
+    return out
 
 
 def table(report: dict[str, Any]) -> str:
@@ -312,6 +376,28 @@ def table(report: dict[str, Any]) -> str:
         "constant anchor (the stack's ceiling, next-step body): "
         + ", ".join(f"c={c} {r['rps']:.0f} req/s" for c, r in constant.items() if r),
     ]
+    side = report.get("side_by_side") or {}
+    if side:
+        lines += [
+            "",
+            "side by side (all three servers up, interleaved runs; the verdicts use the medians):",
+            "",
+            "| model | c | round | service req/s | FastAPI+ORT req/s | constant req/s | on / FastAPI+ORT"
+            " | on / constant |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for model, cell in side.items():
+            for r, x in enumerate(cell["rounds"], 1):
+                lines.append(
+                    f"| {model} | {cell['concurrency']} | {r} | {x[SERVICE_ON]['rps']:.0f} | "
+                    f"{x[ANCHOR]['rps']:.0f} | {x[CONSTANT]['rps']:.0f} | "
+                    f"{_ratio(x[SERVICE_ON], x[ANCHOR])} | {_ratio(x[SERVICE_ON], x[CONSTANT])} |"
+                )
+            median = cell["median"]
+            lines.append(
+                f"| {model} | {cell['concurrency']} | median | | | | {median[ANCHOR]:.2f}x "
+                f"| {median[CONSTANT]:.2f}x |"
+            )
     return "\n".join([*lines, "", *verdicts(report)]) + "\n"
 
 
@@ -331,7 +417,14 @@ def verdicts(report: dict[str, Any]) -> list[str]:
     top = str(max(report["concurrency"]))
     first = report["models"][0]
     ceiling = results.get(first, {}).get("next-step", {}).get(top, {}).get(CONSTANT)
+    side = report.get("side_by_side") or {}
     for m in report["models"]:
+        if m in side:  # interleaved: the median of the per-round ratios
+            median = side[m]["median"]
+            label = f"{m} next-step c={top}: service /"
+            check(f"{label} FastAPI+ORT anchor (side by side, median)", median[ANCHOR], 1.0)
+            check(f"{label} constant anchor (side by side, median)", median[CONSTANT], 0.75)
+            continue
         cell = results.get(m, {}).get("next-step", {}).get(top, {})
         s = cell.get(SERVICE_ON)
         if s is None:
@@ -362,7 +455,7 @@ def verdicts(report: dict[str, Any]) -> list[str]:
         for by_c in by_kind.values()
         for by_target in by_c.values()
         for r in by_target.values()
-    )
+    ) + sum(r["errors"] for cell in side.values() for x in cell["rounds"] for r in x.values())
     out.append(f"- errors in every run: {errors} (target 0) {'met' if errors == 0 else 'NOT met'}")
     return out
 
@@ -374,6 +467,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="seconds before each kind")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="side-by-side rounds per model (0: skip that phase)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args()
     for m in args.models:
