@@ -319,14 +319,25 @@ ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
 }
 
 
+def all_layers(model: keras.Model) -> list[Any]:
+    """The layers of `model` and, recursively, of the models nested in it (ensemble members)."""
+    found: list[Any] = []
+    for layer in model.layers:
+        found.append(layer)
+        if isinstance(layer, keras.Model):
+            found.extend(all_layers(layer))
+    return found
+
+
 def with_repeat_rows(model: keras.Model) -> keras.Model:
     """`model` with a RepeatRows layer before its first dropout site, same weights.
 
     Models trained before RepeatRows existed (their saved config lacks it) export with it too: the
     layer has no weights, so the functional config gains one layer and the weights carry over.
-    A model that has it already, or has no dropout site, is returned as is.
+    A model that has it already (in every member, for an ensemble), or has no dropout site, is
+    returned as is.
     """
-    if any(isinstance(layer, RepeatRows) for layer in model.layers):
+    if any(isinstance(layer, RepeatRows) for layer in all_layers(model)):
         return model
     config = model.get_config()
     first = "mc_dropout_0"
@@ -363,5 +374,43 @@ def mask_inputs(model: keras.Model) -> list[tuple[str, int]]:
 
 
 def dropout_rate(model: keras.Model) -> float:
-    rates = {layer.rate for layer in model.layers if isinstance(layer, MaskedDropout)}
+    rates = {layer.rate for layer in all_layers(model) if isinstance(layer, MaskedDropout)}
+    if len(rates) > 1:
+        raise ValueError(f"one MC-dropout rate per model, got {sorted(rates)}")
     return rates.pop() if rates else 0.0
+
+
+def build_ensemble(members: list[keras.Model], name: str = "ensemble") -> keras.Model:
+    """One model averaging the forecasts of `members` (same task, e.g. seeds of one config).
+
+    The members share the ensemble's inputs: `x` and the MC-dropout mask inputs, which they must
+    have alike (names and widths). One mask row then drives every member's dropout site of that
+    index; as the members' units are not aligned, this is as good as independent masks and keeps
+    the service's mask inputs (and their cost) those of one member. Each member keeps its own
+    RepeatRows, so a `repeat_rows` graph stays one. Exported as one ONNX graph.
+    """
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
+    members = [with_repeat_rows(member) for member in members]
+    if len(members) == 1:
+        return members[0]
+    masks = mask_inputs(members[0])
+    shape = tuple(members[0].inputs[0].shape[1:])
+    for member in members[1:]:
+        if mask_inputs(member) != masks or tuple(member.inputs[0].shape[1:]) != shape:
+            raise ValueError("ensemble members differ in their inputs (x or mask widths)")
+    x = keras.Input(shape, name="x")
+    mask_tensors = [keras.Input((width,), name=mask) for mask, width in masks]
+    outputs = []
+    for i, member in enumerate(members):
+        # A functional view of the member under a unique name, sharing its layers and weights.
+        renamed = keras.Model(member.inputs, member.output, name=f"member_{i}")
+        outputs.append(renamed([x, *mask_tensors]))
+    y = layers.Average(name="y")(outputs)
+    return keras.Model([x, *mask_tensors], y, name=name)
+
+
+def ensemble_size(model: keras.Model) -> int:
+    """How many members `model` averages (1 for a plain model)."""
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    return len(members) or 1

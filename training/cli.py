@@ -52,6 +52,14 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--dropout", type=float, default=0.1, help="MC-dropout rate (0 disables)")
     train.add_argument("--seed", type=int, default=42)
     train.add_argument(
+        "--ensemble",
+        type=positive,
+        default=1,
+        metavar="N",
+        help="train N members with seeds SEED..SEED+N-1 and export their averaged forecast as one "
+        "graph (MC-dropout masks shared by the members)",
+    )
+    train.add_argument(
         "--synthetic-sizes",
         type=positive,
         nargs=3,
@@ -152,6 +160,42 @@ def metrics_table(spec: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def build_model(args: argparse.Namespace, task: Task, seed: int) -> Any:
+    """A fresh, untrained model of the architecture and sizes `args` name, initialised from `seed`."""
+    from training.architectures import ARCHITECTURES
+    from training.fit import set_seed
+
+    set_seed(seed)
+    size_arg = "filters" if args.model == "wavenet" else "units"
+    window_norm = task.numeric_features if args.scaling == "window" else 0
+    return ARCHITECTURES[args.model](
+        task.n_features,
+        args.horizon,
+        args.kind,
+        **{
+            size_arg: args.units,
+            "dropout": args.dropout,
+            "window_norm": window_norm,
+            "season": args.season,
+            **({"weeks": args.profile_weeks} if args.profile_weeks > 1 else {}),
+            **({"skip": args.skip_steps} if args.skip_steps > 0 else {}),
+        },
+    )
+
+
+def next_step_error(model: Any, task: Task) -> str:
+    """Validation MAE of the first forecast step (dropout off), in data units when scaled."""
+    import numpy as np
+
+    from training.evaluation import last_step
+    from training.fit import predict
+
+    error = np.abs(last_step(predict(model, task.valid.x)) - last_step(task.valid.y))[:, 0]
+    if task.scaling.method == "none":
+        return f"validation next-step MAE {float(error.mean()):.5f}"
+    return f"validation next-step MAE {float(error.mean()) * task.scaling.scale[0]:,.0f}"
+
+
 def run_train(args: argparse.Namespace) -> int:
     config = TaskConfig(
         data=args.data,
@@ -189,40 +233,53 @@ def run_train(args: argparse.Namespace) -> int:
     for note in task.notes:
         print(f"data: {note}", flush=True)
 
-    from training.architectures import ARCHITECTURES
-    from training.fit import set_seed, train
+    from training.architectures import build_ensemble
+    from training.fit import train
 
-    set_seed(args.seed)
-    size_arg = "filters" if args.model == "wavenet" else "units"
-    window_norm = task.numeric_features if args.scaling == "window" else 0
-    model = ARCHITECTURES[args.model](
-        task.n_features,
-        args.horizon,
-        args.kind,
-        **{
-            size_arg: args.units,
-            "dropout": args.dropout,
-            "window_norm": window_norm,
-            "season": args.season,
-            **({"weeks": args.profile_weeks} if args.profile_weeks > 1 else {}),
-            **({"skip": args.skip_steps} if args.skip_steps > 0 else {}),
-        },
-    )
-    print(
-        f"train: {args.model} ({model.count_params():,} parameters), up to {args.epochs} epochs",
-        flush=True,
-    )
-    info = train(
-        model,
-        task.train,
-        task.valid,
-        args.epochs,
-        args.batch_size,
-        args.patience,
-        args.learning_rate,
-        args.loss,
-        args.huber_delta,
-    )
+    seeds = [args.seed + i for i in range(args.ensemble)]
+    members = []
+    infos = []
+    for i, seed in enumerate(seeds):
+        if len(seeds) > 1:
+            print(f"ensemble: member {i + 1}/{len(seeds)}, seed {seed}", flush=True)
+        member = build_model(args, task, seed)
+        if i == 0:
+            print(
+                f"train: {args.model} ({member.count_params():,} parameters"
+                + (f" per member, {len(seeds)} members" if len(seeds) > 1 else "")
+                + f"), up to {args.epochs} epochs",
+                flush=True,
+            )
+        info = train(
+            member,
+            task.train,
+            task.valid,
+            args.epochs,
+            args.batch_size,
+            args.patience,
+            args.learning_rate,
+            args.loss,
+            args.huber_delta,
+        )
+        members.append(member)
+        infos.append(info)
+        if len(seeds) > 1:
+            print(
+                f"ensemble: member {i + 1}/{len(seeds)} done in {info['seconds']}s, best epoch "
+                f"{info['best_epoch']}; {next_step_error(member, task)}",
+                flush=True,
+            )
+    model = build_ensemble(members)
+    info = dict(infos[0])
+    if len(seeds) > 1:
+        info["seconds"] = round(sum(i["seconds"] for i in infos), 1)
+        info["ensemble"] = {
+            "members": len(seeds),
+            "seeds": seeds,
+            "epochs_run": [i["epochs_run"] for i in infos],
+            "best_epoch": [i["best_epoch"] for i in infos],
+        }
+        print(f"ensemble: mean of {len(seeds)} members; {next_step_error(model, task)}", flush=True)
     info.update(model=args.model, units=args.units, dropout=args.dropout, seed=args.seed)
     if args.profile_weeks > 1:
         info["profile_weeks"] = args.profile_weeks
@@ -238,10 +295,8 @@ def run_train(args: argparse.Namespace) -> int:
         )
         + "\n"
     )
-    print(
-        f"train: done in {info['seconds']}s, best epoch {info['best_epoch']}; saved {run_dir}",
-        flush=True,
-    )
+    best = info["ensemble"]["best_epoch"] if len(seeds) > 1 else info["best_epoch"]
+    print(f"train: done in {info['seconds']}s, best epoch {best}; saved {run_dir}", flush=True)
     if args.no_export:
         return 0
     return export_and_report(model, task, args.out or Path("models") / name, name, args.model, info)

@@ -29,7 +29,14 @@ import onnxruntime as ort
 import tensorflow as tf
 import tf2onnx
 
-from training.architectures import RepeatRows, dropout_rate, mask_inputs, with_repeat_rows
+from training.architectures import (
+    RepeatRows,
+    all_layers,
+    dropout_rate,
+    ensemble_size,
+    mask_inputs,
+    with_repeat_rows,
+)
 from training.datasets import FloatArray, Windows
 from training.errors import ExportError
 from training.evaluation import (
@@ -45,6 +52,8 @@ from training.evaluation import (
     naive_forecast,
 )
 from training.fit import keras_mc_samples, predict
+from training.onnx_conv import fold_conv1d
+from training.onnx_gru import native_gru
 from training.tasks import Task
 from training.triton import write_config_pbtxt
 
@@ -113,6 +122,13 @@ def convert(model: keras.Model, path: Path) -> None:
     signature = [tf.TensorSpec((None, None, n_features), tf.float32, name="x")]
     signature += [tf.TensorSpec((None, w), tf.float32, name=n) for n, w in mask_inputs(model)]
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET)
+    # Graph rewrites for ORT's speed, checked below with the rest (check_parity, check_mc).
+    proto, replaced = native_gru(proto)
+    if replaced:
+        print(f"export: {replaced} GRU loop(s) replaced by ONNX GRU nodes", flush=True)
+    proto, folded = fold_conv1d(proto)
+    if folded:
+        print(f"export: padding and bias folded into {folded} Conv1D node(s)", flush=True)
     outputs = [o.name for o in proto.graph.output]
     if outputs != ["y"]:
         raise ExportError(f"expected one ONNX output named 'y', got {outputs}")
@@ -327,6 +343,12 @@ def _mean_coverage(coverage: dict[str, list[float]]) -> dict[str, float]:
     return {level: round(float(np.mean(values)), 3) for level, values in coverage.items()}
 
 
+def describe(architecture: str, kind: str, members: int) -> str:
+    if members == 1:
+        return f"{architecture} {kind} forecaster"
+    return f"mean of {members} {architecture} {kind} forecasters (seeds)"
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -345,7 +367,7 @@ def export(
     model = with_repeat_rows(model)  # runs saved before RepeatRows existed export with it too
     masks = mask_inputs(model)
     rate = dropout_rate(model)
-    repeat_rows = any(isinstance(layer, RepeatRows) for layer in model.layers)
+    repeat_rows = any(isinstance(layer, RepeatRows) for layer in all_layers(model))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Staged beside the target (same filesystem, so the final rename is atomic), hidden by the dot.
     with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir.parent) as tmp:
@@ -365,7 +387,7 @@ def export(
         mc = check_mc(model, onnx_model, onnx_path, x_check)
         print(f"export: MC dropout checks passed {mc}", flush=True)
         floor = max(2, task.config.season) if task.config.scaling == "window" else 2
-        for layer in model.layers:  # a window-level layer reads its last `weeks` seasons
+        for layer in all_layers(model):  # a window-level layer reads its last `weeks` seasons
             if hasattr(layer, "weeks") and hasattr(layer, "season"):
                 floor = max(floor, layer.season * layer.weeks)
         min_length = measure_min_length(onnx_model, task.valid, task.config.input_length, floor)
@@ -388,7 +410,8 @@ def export(
             "name": name,
             "version": version,
             "architecture": architecture,
-            "description": f"{architecture} {task.config.kind} forecaster, {task.description}",
+            "description": f"{describe(architecture, task.config.kind, ensemble_size(model))}, "
+            f"{task.description}",
             "input_length": task.config.input_length,
             "min_length": min_length,
             "horizon": task.config.horizon,
