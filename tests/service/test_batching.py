@@ -317,60 +317,58 @@ def test_a_job_of_pool_rows_skips_the_queue() -> None:
     assert float(y[0, 0, 0]) == 6.0
 
 
-def test_big_jobs_run_on_at_most_threads_threads_of_their_own() -> None:
-    names: set[str] = set()
-    running = 0
-    most = 0
-    lock = threading.Lock()
+class SlowCalls:
+    """A fake graph that takes 20 ms a call and records the most calls running at once, and the
+    threads that ran them."""
 
-    def slow(x: Array32, masks: Mapping[str, Array32]) -> Array32:
-        nonlocal running, most
-        with lock:
-            running += 1
-            most = max(most, running)
-            names.add(threading.current_thread().name)
+    def __init__(self) -> None:
+        self.running = 0
+        self.most = 0
+        self.names: set[str] = set()
+        self.lock = threading.Lock()
+
+    def __call__(self, x: Array32, masks: Mapping[str, Array32]) -> Array32:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.names.add(threading.current_thread().name)
         time.sleep(0.02)
-        with lock:
-            running -= 1
+        with self.lock:
+            self.running -= 1
         return x
 
-    batcher = Batcher(slow, max_rows=8, max_wait=0.0, threads=2, pool_rows=4, name="m")
 
+def run_all(batcher: Batcher, jobs: int, rows: int) -> None:
     async def main() -> None:
-        await asyncio.gather(*(batcher.infer(window(1.0, rows=5), masks(5)) for _ in range(8)))
+        await asyncio.gather(
+            *(batcher.infer(window(1.0, rows=rows), masks(rows)) for _ in range(jobs))
+        )
 
     asyncio.run(main())
     batcher.close()
-    assert most == 2
-    assert all(name.startswith("batcher-m-pool") for name in names)
+
+
+def test_big_jobs_run_on_at_most_threads_threads_of_their_own() -> None:
+    slow = SlowCalls()
+    batcher = Batcher(slow, max_rows=8, max_wait=0.0, threads=2, pool_rows=4, name="m")
+
+    run_all(batcher, jobs=8, rows=5)
+
+    assert slow.most == 2
+    assert all(name.startswith("batcher-m-pool") for name in slow.names)
 
 
 @pytest.mark.parametrize(("workers", "expected"), [(1, 1), (2, 2)])
 def test_queue_calls_overlap_only_with_a_second_worker(workers: int, expected: int) -> None:
     """One queue worker (the default) runs one call at a time however deep the backlog; a second
     one starts a call beside a running one for a backlog of half a batch."""
-    running = 0
-    most = 0
-    lock = threading.Lock()
-
-    def slow(x: Array32, masks: Mapping[str, Array32]) -> Array32:
-        nonlocal running, most
-        with lock:
-            running += 1
-            most = max(most, running)
-        time.sleep(0.02)
-        with lock:
-            running -= 1
-        return x
-
+    slow = SlowCalls()
     batcher = Batcher(slow, max_rows=4, max_wait=0.0, workers=workers, name="q")
 
-    async def main() -> None:
-        await asyncio.gather(*(batcher.infer(window(1.0), masks(1)) for _ in range(24)))
+    run_all(batcher, jobs=24, rows=1)
 
-    asyncio.run(main())
-    batcher.close()
-    assert most == expected
+    assert slow.most == expected
+    assert all(name.startswith("batcher-q-") for name in slow.names)
 
 
 def test_settings_reach_each_models_batcher(tmp_path: Path) -> None:
