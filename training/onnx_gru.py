@@ -76,7 +76,7 @@ def _match(
     if len(matmuls) != 2 or ops.count("Sigmoid") != 2 or ops.count("Tanh") != 1:
         return None
     body_producers = {out: node for node in body.node for out in node.output}
-    kernel = recurrent = None
+    kernel = recurrent = initial = None
     multiplied = set()
     for node in matmuls:
         weight = next((i for i in node.input if i in weights), None)
@@ -89,12 +89,13 @@ def _match(
             kernel = weights[weight]  # x_t, read from the sequence
         elif other in outer_of and outer_of[other] not in initializers:
             recurrent = weights[weight]  # the state, carried by the loop
+            initial = outer_of[other]  # its value before the first step
         else:
             return None
     biases = [
         w for name, w in weights.items() if name not in multiplied and w.ndim == 2 and len(w) == 2
     ]
-    if kernel is None or recurrent is None or len(biases) != 1:
+    if kernel is None or recurrent is None or initial is None or len(biases) != 1:
         return None
     units = recurrent.shape[0]
     if recurrent.shape != (units, 3 * units) or kernel.shape[1] != 3 * units:
@@ -114,7 +115,6 @@ def _match(
     ]
     if len(sequences) != 1 or len(outer - set(sequences)) > 1:
         return None
-    initial = loop.input[2 + _state_index(body, outer_of, initializers)]
     zero = producers.get(initial)
     if zero is None or zero.op_type != "Expand":  # tf2onnx's `zeros`: the initial state
         return None
@@ -122,17 +122,6 @@ def _match(
     if fill is None or np.any(fill != 0):
         return None
     return _Gru(loop, sequences[0], kernel, recurrent, biases[0], loop.output[-1])
-
-
-def _state_index(
-    body: onnx.GraphProto, outer_of: dict[str, str], initializers: dict[str, np.ndarray]
-) -> int:
-    """Which loop-carried value (after the condition) is the GRU state: the one fed to a MatMul."""
-    matmul_inputs = {i for n in body.node if n.op_type == "MatMul" for i in n.input}
-    for k, b in enumerate(body.input[2:]):
-        if b.name in matmul_inputs and outer_of[b.name] not in initializers:
-            return k
-    return -1
 
 
 def _replace(graph: onnx.GraphProto, gru: _Gru, k: int) -> None:
