@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for target in targets(models_dir, models):
         print(f"== {target.name} ({', '.join(target.models)})", flush=True)
-        log = work / f"{target.name}-{target.models[0]}.log".replace(" ", "_").replace(":", "")
+        log = log_path(work, target.name, target.models[0])
         server = Server(target, log)
         try:
             server.wait_ready(target.models[0], files[target.models[0]]["next-step"].read_bytes())
@@ -278,6 +278,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def log_path(work: Path, *parts: str) -> Path:
+    """A server's log file under `work`, named after `parts` (target names hold spaces, colons)."""
+    return work / ("-".join(parts).replace(" ", "_").replace(":", "") + ".log")
+
+
 def side_by_side(
     args: argparse.Namespace,
     models_dir: Path,
@@ -289,18 +294,16 @@ def side_by_side(
     """Per model: the service and both anchors up together, interleaved next-step runs at the top
     concurrency, the median of the per-round ratios."""
     c = max(args.concurrency)
-    by_name = {t.name: t for t in targets(models_dir, models) if t.name != SERVICE_OFF}
     out: dict[str, Any] = {}
     for m in models:
-        chosen = [by_name[SERVICE_ON], *[t for t in targets(models_dir, (m,)) if t.name == ANCHOR]]
-        chosen.append(by_name[CONSTANT])
+        # The service (batching on), this model's FastAPI+ORT anchor and the constant anchor.
+        chosen = [t for t in targets(models_dir, (m,)) if t.name != SERVICE_OFF]
         print(f"== side by side: {m}, next-step c={c}, {args.rounds} rounds", flush=True)
         servers: dict[str, Server] = {}
         body = files[m]["next-step"]
         try:
             for t in chosen:
-                log = work / f"side-{m}-{t.name}.log".replace(" ", "_").replace(":", "")
-                servers[t.name] = Server(t, log)
+                servers[t.name] = Server(t, log_path(work, "side", m, t.name))
             for server in servers.values():
                 server.wait_ready(m, body.read_bytes())
                 wrk(server.url(m), body, c, args.warmup, script)
