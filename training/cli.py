@@ -141,6 +141,13 @@ def parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export a saved run (runs/NAME) to the repository")
     export.add_argument("--run", type=Path, required=True, help="a folder written by `train`")
     export.add_argument("--out", type=Path, required=True)
+    export.add_argument(
+        "--input-length",
+        type=positive,
+        help="serve (and evaluate on windows of) this many steps instead of the trained window; "
+        "for models that read only the window's last rows (--scaling window --profile-weeks N "
+        "reads N seasons), so a longer window forecasts the same",
+    )
     return root
 
 
@@ -194,6 +201,33 @@ def next_step_error(model: Any, task: Task) -> str:
     if task.scaling.method == "none":
         return f"validation next-step MAE {float(error.mean()):.5f}"
     return f"validation next-step MAE {float(error.mean()) * task.scaling.scale[0]:,.0f}"
+
+
+def screening_table(model: Any, task: Task) -> str:
+    """Keras-side MAE per step (dropout off) on validation, and on --drift-eval, against the seasonal
+    naive forecast, in data units when scaled: a quick look when the export is skipped."""
+    import numpy as np
+
+    from training.evaluation import last_step, naive_forecast
+    from training.fit import predict
+
+    unit = task.scaling.scale[0] if task.scaling.method != "none" else 1.0
+    lines = []
+    for label, windows in (("validation", task.valid), ("drift", task.drift)):
+        if windows is None:
+            continue
+        truth = last_step(windows.y)
+        model_mae = np.abs(last_step(predict(model, windows.x)) - truth).mean(axis=0) * unit
+        naive = naive_forecast(windows, season=task.config.season)
+        naive_mae = np.abs(naive - truth).mean(axis=0) * unit
+        wins = int((model_mae < naive_mae).sum())
+        lines.append(
+            f"screen {label}: next-step MAE {model_mae[0]:,.0f} (naive_{task.config.season} "
+            f"{naive_mae[0]:,.0f}); mean over steps {model_mae.mean():,.0f} "
+            f"({naive_mae.mean():,.0f}); steps beating naive {wins}/{len(model_mae)}"
+        )
+        lines.append(f"screen {label} per step: " + " ".join(f"{v:,.0f}" for v in model_mae))
+    return "\n".join(lines)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -298,6 +332,7 @@ def run_train(args: argparse.Namespace) -> int:
     best = info["ensemble"]["best_epoch"] if len(seeds) > 1 else info["best_epoch"]
     print(f"train: done in {info['seconds']}s, best epoch {best}; saved {run_dir}", flush=True)
     if args.no_export:
+        print(screening_table(model, task), flush=True)
         return 0
     return export_and_report(model, task, args.out or Path("models") / name, name, args.model, info)
 
@@ -342,16 +377,31 @@ def run_export(args: argparse.Namespace) -> int:
     if not run_file.is_file():
         raise TrainingError(f"{run_file} not found: pass a folder written by `train`")
     run = json.loads(run_file.read_text())
-    task = build_task(TaskConfig(**run["task"]))
+    config = TaskConfig(**run["task"])
+    info = dict(run["training"])
+    if args.input_length is not None and args.input_length != config.input_length:
+        weeks = info.get("profile_weeks", 1) if config.scaling == "window" else 1
+        reads = config.season * weeks
+        if weeks < 2:
+            raise TrainingError(
+                "--input-length can change the window only of models that read its last rows "
+                "alone (--scaling window with --profile-weeks > 1)"
+            )
+        if args.input_length < reads:
+            raise TrainingError(
+                f"--input-length {args.input_length} is shorter than the {reads} steps the model "
+                "reads"
+            )
+        info["trained_input_length"] = config.input_length
+        config.input_length = args.input_length
+    task = build_task(config)
     import keras
 
     import training.architectures
     import training.fit  # noqa: F401
 
     model = keras.models.load_model(args.run / "model.keras")
-    return export_and_report(
-        model, task, args.out, run["name"], run["architecture"], run["training"]
-    )
+    return export_and_report(model, task, args.out, run["name"], run["architecture"], info)
 
 
 def main(argv: list[str] | None = None) -> int:
