@@ -208,7 +208,7 @@ def screening_table(model: Any, task: Task) -> str:
     naive forecast, in data units when scaled: a quick look when the export is skipped."""
     import numpy as np
 
-    from training.evaluation import last_step, naive_forecast
+    from training.evaluation import errors, last_step, naive_forecast
     from training.fit import predict
 
     unit = task.scaling.scale[0] if task.scaling.method != "none" else 1.0
@@ -217,9 +217,10 @@ def screening_table(model: Any, task: Task) -> str:
         if windows is None:
             continue
         truth = last_step(windows.y)
-        model_mae = np.abs(last_step(predict(model, windows.x)) - truth).mean(axis=0) * unit
+        forecasts = last_step(predict(model, windows.x))
         naive = naive_forecast(windows, season=task.config.season)
-        naive_mae = np.abs(naive - truth).mean(axis=0) * unit
+        model_mae = np.asarray(errors(forecasts, truth)["mae_per_step"]) * unit
+        naive_mae = np.asarray(errors(naive, truth)["mae_per_step"]) * unit
         wins = int((model_mae < naive_mae).sum())
         lines.append(
             f"screen {label}: next-step MAE {model_mae[0]:,.0f} (naive_{task.config.season} "

@@ -1,5 +1,6 @@
 """`export --input-length`: a model that reads only the last rows of its window, served on longer ones."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,6 @@ from training.cli import main
 def test_export_input_length_needs_a_model_reading_the_last_rows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import json
-
     task = {"data": "synthetic", "input_length": 28, "season": 7, "scaling": "window"}
     run_dir = tmp_path / "run"
     run_dir.mkdir()
