@@ -1,5 +1,6 @@
 """`create_app`: the FastAPI application over a model repository."""
 
+import gc
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        switch_interval = sys.getswitchinterval()
+        switch_interval, thresholds = sys.getswitchinterval(), gc.get_threshold()
         if settings.gil_switch_interval_ms > 0:  # per process: each worker's lifespan sets it
             sys.setswitchinterval(settings.gil_switch_interval_ms / 1e3)
         try:
@@ -40,6 +41,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.repository = repository
             app.state.lifecycle = ModelLifecycle(repository, settings, epochs)
             app.state.lifecycle.start()  # the poll of FORECAST_MODEL_POLL_S, when set
+            if settings.gc_threshold > 0:  # settings.py: the app as loaded is never walked again
+                gc.collect()
+                gc.freeze()
+                gc.set_threshold(settings.gc_threshold, *thresholds[1:])
             yield
             await app.state.lifecycle.close()
             app.state.lifecycle = None
@@ -47,6 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await run_in_threadpool(repository.close)
         finally:
             sys.setswitchinterval(switch_interval)
+            if settings.gc_threshold > 0:
+                gc.unfreeze()
+                gc.set_threshold(*thresholds)
 
     app = ForecastApp(  # FastAPI, with the forecast route answered before the router
         title="Forecast service",

@@ -54,6 +54,23 @@ class Settings(BaseSettings):
         description="GIL switch interval of the worker process (ms); 0: Python's default (5 ms)",
     )
 
+    # The garbage collector of the worker process. Under load a next-step request lives a few ms
+    # across a model call, so its coroutines, futures and dicts survive young collections and
+    # reach the oldest generation, whose full collections walk every object of the process (the
+    # loaded app, ~76,000): measured at c=64 on lstm, 11 full collections of 40 ms each in 5 s and
+    # 15% of the event loop in the collector (docs/deployment.md, Fifth round). Forecast requests
+    # make no reference cycles (a 14,000-request run with the collector off: nothing to collect),
+    # so the lifespan freezes what exists after the models load (`gc.freeze`: never walked
+    # again) and raises the first generation's threshold to this many net allocations.
+    # 0 leaves Python's collector as it is (threshold 700, nothing frozen).
+    gc_threshold: int = Field(
+        default=20_000,
+        ge=0,
+        le=10_000_000,
+        description="gen-0 threshold of the worker's garbage collector, with the loaded app "
+        "frozen out of collections; 0: Python's defaults",
+    )
+
     max_series: int = Field(default=1000, ge=1, description="series per request (`batch` length)")
     max_points: int = Field(default=100_000, ge=1, description="points per series")
     max_horizon: int = Field(

@@ -172,6 +172,26 @@ def test_the_lifespan_sets_the_gil_switch_interval_and_restores_it(
     assert sys.getswitchinterval() == before
 
 
+@pytest.mark.parametrize("threshold", [20_000, 0])
+def test_the_lifespan_tunes_the_garbage_collector_and_restores_it(
+    settings: Settings, threshold: int
+) -> None:
+    import gc
+
+    before = gc.get_threshold()
+    app = create_app(settings.model_copy(update={"gc_threshold": threshold}))
+    with TestClient(app) as client:
+        seen, frozen = gc.get_threshold(), gc.get_freeze_count()
+        assert client.get("/v1/models").status_code == 200
+    if threshold:
+        assert seen == (threshold, *before[1:])
+        assert frozen > 10_000  # the app as loaded: FastAPI, pydantic, ORT bindings...
+    else:
+        assert (seen, frozen) == (before, 0)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
 def test_gil_switch_interval_setting_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FORECAST_GIL_SWITCH_INTERVAL_MS", "-1")
     with pytest.raises(ValueError, match="gil_switch_interval_ms"):
