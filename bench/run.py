@@ -471,7 +471,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument(
-        "--rounds", type=int, default=3, help="side-by-side rounds per model (0: skip that phase)"
+        "--rounds", type=int, default=5, help="side-by-side rounds per model (0: skip that phase)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args()
