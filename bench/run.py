@@ -13,7 +13,8 @@ anchor runs next-step only (it answers every body alike). Results go to
 `bench-results/<stamp>.json` and `.md` (and `latest.*`).
 
 The targets' ratios (service / anchor, next-step at the top concurrency) are then measured side by
-side: per model, the service and both anchors up at once (an idle server waits in epoll), and
+side: per model, the service (batching on and off) and both anchors up at once (an idle server
+waits in epoll), and
 `--rounds` rounds of one wrk run each, in a rotating order; the verdicts take the median of the
 per-round ratios. The machines are shared VMs whose speed drifts by tens of percent over minutes, so
 a ratio of two cells measured minutes apart (the sequential table) says as much about the drift as
@@ -291,13 +292,13 @@ def side_by_side(
     script: Path,
     work: Path,
 ) -> dict[str, Any]:
-    """Per model: the service and both anchors up together, interleaved next-step runs at the top
-    concurrency, the median of the per-round ratios."""
+    """Per model: the service (batching on and off) and both anchors up together, interleaved
+    next-step runs at the top concurrency, the median of the per-round ratios."""
     c = max(args.concurrency)
     out: dict[str, Any] = {}
     for m in models:
-        # The service (batching on), this model's FastAPI+ORT anchor and the constant anchor.
-        chosen = [t for t in targets(models_dir, (m,)) if t.name != SERVICE_OFF]
+        # The service with batching on and off, this model's FastAPI+ORT anchor, the constant one.
+        chosen = targets(models_dir, (m,))
         print(f"== side by side: {m}, next-step c={c}, {args.rounds} rounds", flush=True)
         servers: dict[str, Server] = {}
         body = files[m]["next-step"]
@@ -383,23 +384,29 @@ def table(report: dict[str, Any]) -> str:
     if side:
         lines += [
             "",
-            "side by side (all three servers up, interleaved runs; the verdicts use the medians):",
+            "side by side (the servers up together, interleaved runs; the verdicts use the "
+            "medians):",
             "",
-            "| model | c | round | service req/s | FastAPI+ORT req/s | constant req/s | on / FastAPI+ORT"
-            " | on / constant |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| model | c | round | service req/s | batching off req/s | FastAPI+ORT req/s "
+            "| constant req/s | on / off | on / FastAPI+ORT | on / constant |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for model, cell in side.items():
             for r, x in enumerate(cell["rounds"], 1):
+                off = x.get(SERVICE_OFF)
+                off_rps = f"{off['rps']:.0f}" if off else "—"
                 lines.append(
                     f"| {model} | {cell['concurrency']} | {r} | {x[SERVICE_ON]['rps']:.0f} | "
+                    f"{off_rps} | "
                     f"{x[ANCHOR]['rps']:.0f} | {x[CONSTANT]['rps']:.0f} | "
+                    f"{_ratio(x[SERVICE_ON], off)} | "
                     f"{_ratio(x[SERVICE_ON], x[ANCHOR])} | {_ratio(x[SERVICE_ON], x[CONSTANT])} |"
                 )
             median = cell["median"]
+            off_median = f"{median[SERVICE_OFF]:.2f}x" if SERVICE_OFF in median else "—"
             lines.append(
-                f"| {model} | {cell['concurrency']} | median | | | | {median[ANCHOR]:.2f}x "
-                f"| {median[CONSTANT]:.2f}x |"
+                f"| {model} | {cell['concurrency']} | median | | | | | {off_median} "
+                f"| {median[ANCHOR]:.2f}x | {median[CONSTANT]:.2f}x |"
             )
     return "\n".join([*lines, "", *verdicts(report)]) + "\n"
 
@@ -446,7 +453,13 @@ def verdicts(report: dict[str, Any]) -> list[str]:
     if mc:
         check("lstm MC 100 + quantiles c=16", mc["rps"], 300, " req/s")
     gru = results.get("gru", {}).get("next-step", {}).get(top, {})
-    if SERVICE_ON in gru and SERVICE_OFF in gru:
+    if SERVICE_OFF in side.get("gru", {}).get("median", {}):
+        check(
+            f"gru next-step c={top}: batching on / off (side by side, median)",
+            side["gru"]["median"][SERVICE_OFF],
+            2.0,
+        )
+    elif SERVICE_ON in gru and SERVICE_OFF in gru:
         check(
             f"gru next-step c={top}: batching on / off",
             gru[SERVICE_ON]["rps"] / gru[SERVICE_OFF]["rps"],

@@ -39,14 +39,24 @@ def report(side: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def side(rounds: list[tuple[float, float, float]], errors: int = 0) -> dict[str, Any]:
+def side(
+    rounds: list[tuple[float, float, float]],
+    errors: int = 0,
+    model: str = "lstm",
+    off: list[float] | None = None,
+) -> dict[str, Any]:
+    """Side-by-side rounds of (service, FastAPI+ORT, constant) req/s, and batching off's if given."""
     runs = [{SERVICE_ON: cell(s, errors), ANCHOR: cell(a), CONSTANT: cell(k)} for s, a, k in rounds]
     ratios = {
         ANCHOR: [s / a for s, a, _ in rounds],
         CONSTANT: [s / k for s, _, k in rounds],
     }
+    if off is not None:
+        for run, rps in zip(runs, off, strict=True):
+            run[SERVICE_OFF] = cell(rps)
+        ratios[SERVICE_OFF] = [s / o for (s, _, _), o in zip(rounds, off, strict=True)]
     return {
-        "lstm": {
+        model: {
             "concurrency": 64,
             "rounds": runs,
             "ratios": ratios,
@@ -75,8 +85,34 @@ def test_the_side_by_side_median_decides_and_its_rounds_are_in_the_table() -> No
         "(target >= 0.75x) met"
     ) in lines
     assert not any("constant anchor: 0.50x" in line for line in lines)
-    assert "| lstm | 64 | 2 | 8000 | 2000 | 10000 | 4.00x | 0.80x |" in text
-    assert "| lstm | 64 | median | | | | 4.00x | 0.80x |" in text
+    assert "| lstm | 64 | 2 | 8000 | — | 2000 | 10000 | — | 4.00x | 0.80x |" in text
+    assert "| lstm | 64 | median | | | | | — | 4.00x | 0.80x |" in text
+
+
+def test_batching_on_off_is_taken_side_by_side_when_that_phase_ran() -> None:
+    # sequential gru cells: 4000 on / 2500 off = 1.60x; side by side 8000 over 3000/4000/5000
+    r = report(side([(8000, 2000, 10000)] * 3, model="gru", off=[3000, 4000, 5000]))
+    r["models"] = ["lstm", "gru"]
+    r["results"]["gru"] = {"next-step": {"64": {SERVICE_ON: cell(4000), SERVICE_OFF: cell(2500)}}}
+
+    lines = verdicts(r)
+    text = table(r)
+
+    assert (
+        "- gru next-step c=64: batching on / off (side by side, median): 2.00x (target >= 2x) met"
+        in lines
+    )
+    assert not any("batching on / off: 1.60x" in line for line in lines)
+    assert "| gru | 64 | 3 | 8000 | 5000 | 2000 | 10000 | 1.60x | 4.00x | 0.80x |" in text
+    assert "| gru | 64 | median | | | | | 2.00x | 4.00x | 0.80x |" in text
+
+
+def test_without_the_side_by_side_phase_batching_on_off_is_the_sequential_ratio() -> None:
+    r = report({})
+    r["models"] = ["lstm", "gru"]
+    r["results"]["gru"] = {"next-step": {"64": {SERVICE_ON: cell(4000), SERVICE_OFF: cell(2500)}}}
+
+    assert "- gru next-step c=64: batching on / off: 1.60x (target >= 2x) NOT met" in verdicts(r)
 
 
 def test_errors_in_the_side_by_side_runs_count() -> None:
