@@ -117,6 +117,11 @@ class Calibration(_Spec):
     levels: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = []
     scores: list[list[Annotated[float, Field(ge=0.0)]]] = []
 
+    @cached_property
+    def tables(self) -> dict[tuple[int, int], NDArray[np.float64]]:
+        """The service's signed-score tables by (samples, steps): `forecasting.signed_scores`."""
+        return {}
+
     @model_validator(mode="after")
     def _complete(self) -> "Calibration":
         if self.method == "spread_factor" and not self.factors:

@@ -112,3 +112,81 @@ def test_summarise_uses_population_std_and_string_keys() -> None:
     np.testing.assert_allclose(summary.std, np.std(paths, axis=0, ddof=0))
     assert list(summary.quantiles) == ["0.5", "0.25"]
     np.testing.assert_allclose(summary.quantiles["0.25"], [1.0, 2.0])
+
+
+# --- the MC summaries, vectorised: the same numbers as numpy's own functions, bit for bit ---------
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 100, 101])
+def test_quantile_rows_is_numpys_quantile_bit_for_bit(count: int) -> None:
+    rng = np.random.default_rng(count)
+    levels = [0.0, 0.05, 0.25, 0.5, 0.95, 0.999, 1.0, 1 / 3]
+    for paths in (
+        rng.standard_normal((count, 10)) * 3 + 1,
+        np.round(rng.standard_normal((count, 4)), 1),  # ties
+    ):
+        np.testing.assert_array_equal(
+            forecasting.quantile_rows(paths, levels), np.quantile(paths, levels, axis=0)
+        )
+
+
+def test_quantile_rows_gives_nan_where_a_column_holds_one() -> None:
+    paths = np.arange(12.0).reshape(4, 3)
+    paths[1, 2] = np.nan
+
+    np.testing.assert_array_equal(
+        forecasting.quantile_rows(paths, [0.1, 0.9]), np.quantile(paths, [0.1, 0.9], axis=0)
+    )
+
+
+def _calibrate_per_step(paths: np.ndarray, levels: list[float], scores: list[list[float]]):  # type: ignore[no-untyped-def]
+    """The service's conformal map as it was written first: one `np.interp` per step."""
+    mean, std = paths.mean(axis=0), paths.std(axis=0)
+    ranks = np.argsort(np.argsort(paths, axis=0, kind="stable"), axis=0, kind="stable")
+    u = 2.0 * (ranks + 0.5) / len(paths) - 1.0
+    grid = np.concatenate([[0.0], levels])
+    mapped = np.empty_like(paths)
+    for step in range(paths.shape[1]):
+        row = np.concatenate([[0.0], scores[min(step, len(scores) - 1)]])
+        q = np.interp(np.abs(u[:, step]), grid, row)
+        mapped[:, step] = mean[step] + np.sign(u[:, step]) * q * std[step]
+    return mapped
+
+
+@pytest.mark.parametrize("count", [1, 2, 5, 100, 101])
+def test_conformal_calibration_is_the_per_step_map_bit_for_bit(count: int) -> None:
+    from service.repository import Calibration
+
+    levels, scores = [0.5, 0.8, 0.9, 0.95], [[0.6, 1.2, 1.6, 2.0], [0.7, 1.3, 1.7, 2.2]]
+    spec = ForecasterSpec.model_construct(
+        calibration=Calibration(method="conformal", levels=levels, scores=scores)
+    )
+    rng = np.random.default_rng(count)
+    for paths in (rng.standard_normal((count, 10)), np.round(rng.standard_normal((count, 3)))):
+        for _ in range(2):  # the table built, then reused
+            np.testing.assert_array_equal(
+                forecasting.calibrate(spec, paths), _calibrate_per_step(paths, levels, scores)
+            )
+    assert spec.calibration is not None
+    assert set(spec.calibration.tables) == {(count, 10), (count, 3)}
+
+
+def test_signed_score_tables_are_bounded() -> None:
+    from service.repository import Calibration
+
+    calibration = Calibration(method="conformal", levels=[0.5], scores=[[1.0]])
+    for count in range(1, 2 * forecasting.SIGNED_SCORE_TABLES + 1):
+        forecasting.signed_scores(calibration, count, 2)
+
+    assert 1 <= len(calibration.tables) <= forecasting.SIGNED_SCORE_TABLES
+
+
+def test_drawn_masks_are_inverted_dropout_in_float32(spec: ForecasterSpec) -> None:
+    masks = forecasting.draw_masks(spec, 200, seed=7, index=3)
+
+    rng = np.random.default_rng(np.random.SeedSequence([7, 3]))
+    keep = 1.0 - spec.onnx.mc_dropout.rate
+    for m in spec.masks:  # the formula they were first drawn with, same generator, same order
+        expected = ((rng.random((200, m.size)) < keep) / keep).astype(np.float32)
+        assert masks[m.name].dtype == np.float32
+        np.testing.assert_array_equal(masks[m.name], expected)
