@@ -183,6 +183,25 @@ class Server:
             return math.nan
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until the server has drained what the last wrk run left in flight.
+
+        wrk stops at its deadline with up to `c` requests sent, which the server still answers
+        (64 MC-100 requests: about half a second of ORT): measured right away, the next cell's
+        first requests would queue behind them (a c=1 p99 of 200 ms after the c=64 warm-up).
+        Idle: under 5% of a core over 100 ms. Without /proc, a fixed pause."""
+        deadline = time.monotonic() + timeout
+        before = self.cpu_seconds()
+        if math.isnan(before):
+            time.sleep(0.5)
+            return
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = self.cpu_seconds()
+            if now - before < 0.005:
+                return
+            before = now
+
     def stop(self) -> None:
         self.process.send_signal(signal.SIGINT)
         try:
@@ -248,6 +267,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         raise RuntimeError(f"{target.name} {m} {kind}: {status} {answer[:300]!r}")
                     wrk(url, path, args.concurrency[-1], args.warmup, script)
                     for c in args.concurrency:
+                        server.wait_idle()
                         cpu = server.cpu_seconds()
                         r = wrk(url, path, c, args.duration, script)
                         r["cpu_ms_per_request"] = (
@@ -312,9 +332,12 @@ def side_by_side(
             names = list(servers)
             for r in range(args.rounds):
                 order = names[r % len(names) :] + names[: r % len(names)]
-                rounds.append(
-                    {n: wrk(servers[n].url(m), body, c, args.duration, script) for n in order}
-                )
+                runs = {}
+                for n in order:
+                    for server in servers.values():  # the last one's leftovers too
+                        server.wait_idle()
+                    runs[n] = wrk(servers[n].url(m), body, c, args.duration, script)
+                rounds.append(runs)
                 print(
                     f"   round {r + 1}: "
                     + "  ".join(f"{n} {rounds[-1][n]['rps']:.0f}" for n in names)
