@@ -55,7 +55,7 @@ $(VENV)/.load: pyproject.toml $(VENV)/.serve
 
 # wrk is the load generator of `make bench` (Debian/Ubuntu package; oha is not on PyPI or Debian).
 WRK := $(shell command -v wrk)
-bench: $(VENV)/.serve ## service (batching on/off) vs two anchors, every model, c=1/16/64 under wrk (about 6 min): bench-results/latest.md
+bench: $(VENV)/.serve ## service (batching on/off) vs two anchors, every model, c=1/16/64 under wrk (about 9 min): bench-results/latest.md
 	@test -n "$(WRK)" || { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq --no-install-recommends wrk; }
 	$(PY) -m bench.run $(BENCH_ARGS)
