@@ -78,6 +78,7 @@ def main() -> None:
             workers=workers,
             log_level=settings.log_level,
             log_config=log_config(settings.log_level),
+            access_log=settings.access_log,
             timeout_graceful_shutdown=settings.shutdown_timeout_s,
         )
 

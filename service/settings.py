@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     # An integer, or "auto": one per CPU available to the process (affinity and cgroup quota).
     workers: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # uvicorn's access log: one line per request on stderr, written on the event loop.
+    access_log: bool = Field(default=True, description="uvicorn's access log, one line per request")
 
     models_dir: Path = DEFAULT_MODELS_DIR
     device: Device = "auto"

@@ -78,6 +78,7 @@ def test_main_runs_uvicorn_with_a_factory(monkeypatch: pytest.MonkeyPatch) -> No
     assert args == ("service.app:create_app",)
     assert kwargs["factory"] is True
     assert (kwargs["workers"], kwargs["port"]) == (3, 8123)
+    assert kwargs["access_log"] is True  # uvicorn's default, FORECAST_ACCESS_LOG=false turns it off
 
 
 def test_health(client: TestClient) -> None:
@@ -130,6 +131,16 @@ def test_workers_auto_is_one_per_available_cpu(
     assert settings_module.available_cpus(quota) == 2
     quota.write_text("50000 100000\n")
     assert settings_module.available_cpus(quota) == 1
+
+
+def test_main_turns_the_access_log_off_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append(k))
+    monkeypatch.setenv("FORECAST_ACCESS_LOG", "false")
+
+    service.__main__.main()
+
+    assert calls[0]["access_log"] is False
 
 
 def test_main_resolves_auto_workers(monkeypatch: pytest.MonkeyPatch) -> None:
