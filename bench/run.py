@@ -14,9 +14,8 @@ anchor runs next-step only (it answers every body alike). Results go to
 
 The targets' ratios (service / anchor, next-step at the top concurrency) are then measured side by
 side: per model, the service (batching on and off) and both anchors up at once (an idle server
-waits in epoll), and
-`--rounds` rounds of one wrk run each, in a rotating order; the verdicts take the median of the
-per-round ratios. The machines are shared VMs whose speed drifts by tens of percent over minutes, so
+waits in epoll), and `--rounds` rounds of one wrk run each, in a rotating order; the verdicts take
+the median of the per-round ratios. The machines are shared VMs whose speed drifts by tens of percent over minutes, so
 a ratio of two cells measured minutes apart (the sequential table) says as much about the drift as
 about the servers.
 """
@@ -325,18 +324,19 @@ def side_by_side(
         try:
             for t in chosen:
                 servers[t.name] = Server(t, log_path(work, "side", m, t.name))
+            # Each server drains its requests in flight after its run, before the next one starts.
             for server in servers.values():
                 server.wait_ready(m, body.read_bytes())
                 wrk(server.url(m), body, c, args.warmup, script)
+                server.wait_idle()
             rounds: list[dict[str, Any]] = []
             names = list(servers)
             for r in range(args.rounds):
                 order = names[r % len(names) :] + names[: r % len(names)]
                 runs = {}
                 for n in order:
-                    for server in servers.values():  # the last one's leftovers too
-                        server.wait_idle()
                     runs[n] = wrk(servers[n].url(m), body, c, args.duration, script)
+                    servers[n].wait_idle()
                 rounds.append(runs)
                 print(
                     f"   round {r + 1}: "
