@@ -4,6 +4,7 @@
     python -m training train --model gru --data rides.csv --date-column date --target rail \
         --covariates bus --train-end 2018-12-31 --valid-end 2019-05-31 --horizon 14 --kind seq2vec
     python -m training export --run runs/lstm --out models/lstm
+    python -m training optimize models/lstm models/gru
 
 The data is loaded and checked before TensorFlow is imported, so bad input fails in a second with one
 message naming the problem.
@@ -148,7 +149,21 @@ def parser() -> argparse.ArgumentParser:
         "for models that read only the window's last rows (--scaling window --profile-weeks N "
         "reads N seasons), so a longer window forecasts the same",
     )
+    optimize = sub.add_parser(
+        "optimize",
+        help="apply the exporter's current graph rewrites to exported models, checked against "
+        "the graphs they replace",
+    )
+    optimize.add_argument("folders", type=Path, nargs="+", metavar="FOLDER", help="models/NAME")
     return root
+
+
+def run_optimize(args: argparse.Namespace) -> int:
+    from training.rewrites import reoptimize
+
+    for folder in args.folders:
+        print(f"optimize: {reoptimize(folder)}", flush=True)
+    return 0
 
 
 def metrics_table(spec: dict[str, Any]) -> str:
@@ -408,7 +423,8 @@ def run_export(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return run_train(args) if args.command == "train" else run_export(args)
+        commands = {"train": run_train, "export": run_export, "optimize": run_optimize}
+        return commands[args.command](args)
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

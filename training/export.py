@@ -52,8 +52,7 @@ from training.evaluation import (
     naive_forecast,
 )
 from training.fit import keras_mc_samples, predict
-from training.onnx_conv import fold_conv1d
-from training.onnx_gru import native_gru
+from training.rewrites import rewrite
 from training.tasks import Task
 from training.triton import write_config_pbtxt
 
@@ -123,12 +122,9 @@ def convert(model: keras.Model, path: Path) -> None:
     signature += [tf.TensorSpec((None, w), tf.float32, name=n) for n, w in mask_inputs(model)]
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=OPSET)
     # Graph rewrites for ORT's speed, checked below with the rest (check_parity, check_mc).
-    proto, replaced = native_gru(proto)
-    if replaced:
-        print(f"export: {replaced} GRU loop(s) replaced by ONNX GRU nodes", flush=True)
-    proto, folded = fold_conv1d(proto)
-    if folded:
-        print(f"export: padding and bias folded into {folded} Conv1D node(s)", flush=True)
+    proto, notes = rewrite(proto)
+    for note in notes:
+        print(f"export: {note}", flush=True)
     outputs = [o.name for o in proto.graph.output]
     if outputs != ["y"]:
         raise ExportError(f"expected one ONNX output named 'y', got {outputs}")

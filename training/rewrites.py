@@ -1,0 +1,134 @@
+"""The graph rewrites for ORT's speed, in one place: at export, and on shipped graphs.
+
+`rewrite` runs them in order on a tf2onnx graph (each leaves graphs without its pattern alone, and
+each is idempotent). The exporter checks the rewritten graph against Keras (check_parity,
+check_mc); `python -m training optimize models/NAME` brings an already exported graph up to date
+and checks it against its previous self before replacing it (`reoptimize`), so the shipped models
+gain a new rewrite without being retrained or re-exported (their runs are not in git).
+
+No TensorFlow here: ONNX and ORT only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from training.errors import TrainingError
+from training.onnx_conv import fold_conv1d
+from training.onnx_gru import native_gru
+from training.onnx_rnn import time_major_rnn
+
+# Outputs of a rewritten graph against its previous self: the issue's bound for batched vs unbatched.
+TOLERANCE = 1e-6
+
+
+def rewrite(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """`proto` with every rewrite applied; and one line per rewrite that changed something."""
+    notes = []
+    proto, replaced = native_gru(proto)
+    if replaced:
+        notes.append(f"{replaced} GRU loop(s) replaced by ONNX GRU nodes")
+    proto, folded = fold_conv1d(proto)
+    if folded:
+        notes.append(f"padding and bias folded into {folded} Conv1D node(s)")
+    proto, kept = time_major_rnn(proto)
+    if kept:
+        notes.append(f"{kept} rewrite(s) keeping the recurrent stack time-major")
+    return proto, notes
+
+
+def _session(proto: onnx.ModelProto) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(
+        proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+
+
+def parity_feeds(spec: dict[str, Any], seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Inputs covering the shapes the service sends: 1, 3 and 64 windows; one mask row per window
+    (deterministic, batched) or 20 per window (MC paths, when the graph repeats rows); the
+    shortest, the usual and a longer window; masks with dropped units."""
+    rng = np.random.default_rng(seed)
+    length = int(spec["input_length"])
+    lengths = sorted({int(spec.get("min_length") or length), length, length + 9})
+    repeat = bool(spec["onnx"]["mc_dropout"].get("repeat_rows"))
+    masks = spec["onnx"]["mc_dropout"]["masks"]
+    keep = 1.0 - float(spec["onnx"]["mc_dropout"].get("rate") or 0.1)
+    feeds = []
+    for windows in (1, 3, 64):
+        for paths in (1, 20) if repeat else (1,):
+            for steps in lengths:
+                x = rng.standard_normal((windows, steps, len(spec["features"]))) + 3.0
+                feed = {"x": np.abs(x).astype(np.float32)}
+                rows = windows * paths
+                for mask in masks:
+                    drawn = (rng.random((rows, mask["size"])) < keep) / keep
+                    feed[mask["name"]] = drawn.astype(np.float32)
+                feeds.append(feed)
+    return feeds
+
+
+def compare(before: onnx.ModelProto, after: onnx.ModelProto, spec: dict[str, Any]) -> float:
+    """Max abs diff of the two graphs' outputs over `parity_feeds`; raises on a shape mismatch."""
+    a, b = _session(before), _session(after)
+    worst = 0.0
+    for feed in parity_feeds(spec):
+        ya, yb = a.run(None, feed)[0], b.run(None, feed)[0]
+        if ya.shape != yb.shape:
+            raise TrainingError(f"rewritten graph's output is {yb.shape}, was {ya.shape}")
+        worst = max(worst, float(np.max(np.abs(ya.astype(np.float64) - yb))))
+    return worst
+
+
+def reoptimize(folder: Path) -> str:
+    """Apply `rewrite` to the graph of a repository folder (models/NAME), check it against the
+    graph it replaces, and write it with its new sha256 in forecaster.json. Returns a summary."""
+    spec_path = folder / "forecaster.json"
+    if not spec_path.is_file():
+        raise TrainingError(f"{folder} is not a model folder: no forecaster.json")
+    spec = json.loads(spec_path.read_text())
+    onnx_path = folder / spec["onnx"]["file"]
+    if not onnx_path.is_file():
+        raise TrainingError(f"{onnx_path} is missing")
+    before = onnx.load(str(onnx_path))
+    after, notes = rewrite(before)
+    if not notes:
+        return f"{folder.name}: nothing to rewrite"
+    onnx.checker.check_model(after)
+    diff = compare(before, after, spec)
+    if diff > TOLERANCE:
+        raise TrainingError(
+            f"{folder.name}: rewritten graph differs by {diff:.2e} (> {TOLERANCE:g}); left as it is"
+        )
+    staging = onnx_path.with_suffix(".onnx.tmp")
+    onnx.save(after, str(staging))
+    os.replace(staging, onnx_path)
+    provenance = spec.setdefault("provenance", {})
+    provenance["model_sha256"] = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    provenance.setdefault("rewrites", []).append(
+        {
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "changes": notes,
+            "max_abs_diff": diff,
+            "nodes": [len(before.graph.node), len(after.graph.node)],
+        }
+    )
+    staging = spec_path.with_suffix(".json.tmp")
+    staging.write_text(json.dumps(spec, indent=2) + "\n")
+    os.replace(staging, spec_path)
+    return (
+        f"{folder.name}: {'; '.join(notes)}; {len(before.graph.node)} -> "
+        f"{len(after.graph.node)} nodes; outputs vs the previous graph: max abs diff {diff:.1e}"
+    )
