@@ -24,6 +24,7 @@ import onnx
 from training.errors import TrainingError
 from training.onnx_conv import fold_conv1d
 from training.onnx_gru import native_gru
+from training.onnx_residual import residual_4d
 from training.onnx_rnn import time_major_rnn
 
 # Outputs of a rewritten graph against its previous self: the bound for batched vs unbatched.
@@ -39,6 +40,9 @@ def rewrite(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     proto, folded = fold_conv1d(proto)
     if folded:
         notes.append(f"padding and bias folded into {folded} Conv1D node(s)")
+    proto, blocks = residual_4d(proto)
+    if blocks:
+        notes.append(f"{blocks} residual Conv1D block(s) kept 4-D, channels first")
     proto, kept = time_major_rnn(proto)
     if kept:
         notes.append(f"{kept} rewrite(s) keeping the recurrent stack time-major")
