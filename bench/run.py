@@ -14,8 +14,9 @@ anchor runs next-step only (it answers every body alike). Results go to
 
 The targets' ratios (service / anchor, next-step at the top concurrency) are then measured side by
 side: per model, the service (batching on and off) and both anchors up at once (an idle server
-waits in epoll), and `--rounds` rounds of one wrk run each, in a rotating order; the verdicts take
-the median of the per-round ratios. The machines are shared VMs whose speed drifts by tens of percent over minutes, so
+waits in epoll), and `--rounds` rounds of one wrk run each, the service and the constant anchor
+back to back in alternating order (`round_order`); the verdicts take the median of the per-round
+ratios. The machines are shared VMs whose speed drifts by tens of percent over minutes, so
 a ratio of two cells measured minutes apart (the sequential table) says as much about the drift as
 about the servers.
 """
@@ -303,6 +304,15 @@ def log_path(work: Path, *parts: str) -> Path:
     return work / ("-".join(parts).replace(" ", "_").replace(":", "") + ".log")
 
 
+def round_order(names: list[str], r: int) -> list[str]:
+    """The runs of side-by-side round `r`: the service and the constant anchor (the closest ratio)
+    back to back, the service first in even rounds and last in odd ones, so that a drift of the
+    machine's speed within a round cancels over pairs of rounds; the others after or before them."""
+    first = [SERVICE_ON, *([CONSTANT] if CONSTANT in names else [])]
+    order = first + [n for n in names if n not in first]
+    return order if r % 2 == 0 else order[::-1]
+
+
 def side_by_side(
     args: argparse.Namespace,
     models_dir: Path,
@@ -332,7 +342,7 @@ def side_by_side(
             rounds: list[dict[str, Any]] = []
             names = list(servers)
             for r in range(args.rounds):
-                order = names[r % len(names) :] + names[: r % len(names)]
+                order = round_order(names, r)
                 runs = {}
                 for n in order:
                     runs[n] = wrk(servers[n].url(m), body, c, args.duration, script)

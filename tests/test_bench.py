@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from bench.run import ANCHOR, CONSTANT, SERVICE_OFF, SERVICE_ON, table, verdicts
+from bench.run import ANCHOR, CONSTANT, SERVICE_OFF, SERVICE_ON, round_order, table, verdicts
 
 
 def cell(rps: float, errors: int = 0) -> dict[str, Any]:
@@ -119,3 +119,16 @@ def test_errors_in_the_side_by_side_runs_count() -> None:
     lines = verdicts(report(side([(7000, 2000, 10000)], errors=3)))
 
     assert "- errors in every run: 3 (target 0) NOT met" in lines
+
+
+def test_rounds_put_the_service_and_the_constant_anchor_back_to_back_in_alternating_order() -> None:
+    names = [SERVICE_ON, SERVICE_OFF, ANCHOR, CONSTANT]
+
+    even, odd = round_order(names, 0), round_order(names, 1)
+
+    assert sorted(even) == sorted(names)
+    assert even[:2] == [SERVICE_ON, CONSTANT]
+    assert odd == even[::-1]
+    assert odd[-2:] == [CONSTANT, SERVICE_ON]
+    assert round_order(names, 2) == even
+    assert round_order([SERVICE_ON, ANCHOR], 1) == [ANCHOR, SERVICE_ON]  # no constant anchor

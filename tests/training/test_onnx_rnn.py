@@ -138,3 +138,10 @@ def test_optimize_names_a_folder_that_is_not_a_model(
 ) -> None:
     assert main(["optimize", str(tmp_path)]) == 2
     assert f"{tmp_path} is not a model folder: no forecaster.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in MODELS.iterdir() if p.is_dir()))
+def test_shipped_models_record_the_sha256_of_their_graph(name: str) -> None:
+    spec = json.loads((MODELS / name / "forecaster.json").read_text())
+    graph = MODELS / name / spec["onnx"]["file"]
+    assert spec["provenance"]["model_sha256"] == hashlib.sha256(graph.read_bytes()).hexdigest()
