@@ -33,7 +33,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from training.onnx_gru import prune
-from training.onnx_rnn import _attrs, _Graph, _mask_of
+from training.onnx_rnn import _attrs, _Graph, masked
 
 CHANNELS_FIRST = [0, 3, 1, 2]  # [N, 1, T, C] -> [N, C, 1, T]
 BACK = [0, 2, 1]  # [N, C, T] -> [N, T, C]
@@ -92,13 +92,10 @@ def _block(g: _Graph, conv: onnx.NodeProto) -> tuple[str, str, bool, list[onnx.N
 def _dropout_site(g: _Graph, mul: onnx.NodeProto, views: dict[str, str]) -> str | None:
     """If `mul` is the first MC-dropout site between two chains, `RepeatRows` then the mask on the
     channels-last stream, the stream it reads, as 4-D channels first: (h4 [B, C, 1, T])."""
-    for activations in mul.input:
-        mask = _mask_of(g, mul, activations)
-        if mask is not None:
-            break
-    else:
+    site = masked(g, mul)
+    if site is None:
         return None
-    reshape = g.made_by(activations, "Reshape")
+    reshape = g.made_by(site[0], "Reshape")
     expand = g.made_by(reshape.input[0], "Expand") if reshape is not None else None
     swap = g.producers.get(expand.input[0]) if expand is not None else None
     if _perm(swap) != [0, 2, 3, 1]:  # [B, C, 1, T] -> [B, 1, T, C]
@@ -192,9 +189,10 @@ def residual_4d(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         g = _Graph(graph)
         if conv.op_type == "Mul":
             stream4 = _dropout_site(g, conv, views)
-            mask = next((m for a in conv.input if (m := _mask_of(g, conv, a))), None)
-            if stream4 is None or mask is None:
+            site = masked(g, conv)
+            if stream4 is None or site is None:
                 continue
+            mask = site[1]
             if not _feeds_block(g, conv.output[0]):
                 continue  # only worth it when a residual block reads the dropped stream
             nodes, dropped = _repeat_4d(graph, stream4, mask, f"residual_4d_site_{sites}")

@@ -120,6 +120,15 @@ def _mask_of(g: _Graph, mul: onnx.NodeProto, activations: str) -> str | None:
     return mask
 
 
+def masked(g: _Graph, mul: onnx.NodeProto) -> tuple[str, str] | None:
+    """(the activations, the mask input) of an MC-dropout `Mul(activations, mask[:, None, :])`."""
+    for activations in mul.input:
+        mask = _mask_of(g, mul, activations)
+        if mask is not None:
+            return activations, mask
+    return None
+
+
 def _zero_states(g: _Graph) -> int:
     """Omit initial states that are zeros broadcast to the batch (the default)."""
     dropped = 0
@@ -156,12 +165,10 @@ def _between(g: _Graph, rnn: onnx.NodeProto, k: int) -> bool:
     if mul is None:
         return False
     # The activations side of the Mul: [Reshape(Expand(Unsqueeze(., 1)))] of Transpose(Squeeze(Y)).
-    for activations in mul.input:
-        mask = _mask_of(g, mul, activations)
-        if mask is not None:
-            break
-    else:
+    site = masked(g, mul)
+    if site is None:
         return False
+    activations, mask = site
     source, repeat = activations, False
     reshape = g.made_by(source, "Reshape")
     if reshape is not None:

@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +32,22 @@ from training.onnx_rnn import time_major_rnn
 TOLERANCE = 1e-6
 
 
+# In order; each leaves graphs without its pattern alone and is idempotent.
+REWRITES: list[tuple[Callable[[onnx.ModelProto], tuple[onnx.ModelProto, int]], str]] = [
+    (native_gru, "{} GRU loop(s) replaced by ONNX GRU nodes"),
+    (fold_conv1d, "padding and bias folded into {} Conv1D node(s)"),
+    (residual_4d, "{} residual Conv1D block(s) kept 4-D, channels first"),
+    (time_major_rnn, "{} rewrite(s) keeping the recurrent stack time-major"),
+]
+
+
 def rewrite(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     """`proto` with every rewrite applied; and one line per rewrite that changed something."""
     notes = []
-    proto, replaced = native_gru(proto)
-    if replaced:
-        notes.append(f"{replaced} GRU loop(s) replaced by ONNX GRU nodes")
-    proto, folded = fold_conv1d(proto)
-    if folded:
-        notes.append(f"padding and bias folded into {folded} Conv1D node(s)")
-    proto, blocks = residual_4d(proto)
-    if blocks:
-        notes.append(f"{blocks} residual Conv1D block(s) kept 4-D, channels first")
-    proto, kept = time_major_rnn(proto)
-    if kept:
-        notes.append(f"{kept} rewrite(s) keeping the recurrent stack time-major")
+    for apply, note in REWRITES:
+        proto, count = apply(proto)
+        if count:
+            notes.append(note.format(count))
     return proto, notes
 
 
