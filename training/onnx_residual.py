@@ -15,8 +15,8 @@ each `Conv`. Rewritten, the stream stays [N, C, 1, T] from the first block of a 
     h4 -> Conv -> Relu -> Add(h4, .) -> Conv -> ...
 
 across the MC-dropout site too (`RepeatRows` and the mask on [N, C, 1, T]), from the embedding's
-`Conv` (its bias `Add` moved onto the 4-D output), and the 3-D stream is rebuilt (Squeeze, plus Transpose for channels last) only where something
-else reads it (the dropout site, the head). Same operations on the same values: the outputs are
+`Conv` (its bias `Add` moved onto the 4-D output), and the 3-D stream is rebuilt (Squeeze, plus
+Transpose for channels last) only where something else reads it (the head). Same operations on the same values: the outputs are
 bit-identical (tests/training/test_onnx_residual.py); transposes 11 -> 1. The shipped WaveNet's ORT
 call, one thread (interleaved, medians of 7): MC 100 paths 7.79 -> 6.68 ms, batch 64 8.36 -> 7.16
 ms, batch 16 2.24 -> 1.89 ms, batch 1 232 -> 185 us. ORT keeps the stream in its blocked layout
