@@ -21,13 +21,12 @@ folded graph.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from training.onnx_gru import prune
+from training.onnx_graph import Graph, prune
+from training.onnx_graph import attrs as _attrs
 
 
 def fold_conv1d(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
@@ -44,30 +43,13 @@ def fold_conv1d(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     return model, folded
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _fold(graph: onnx.GraphProto, conv: onnx.NodeProto, k: int) -> bool:
-    initializers = {i.name: i for i in graph.initializer}
-    producers = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    outputs = {o.name for o in graph.output}
-
-    def const(name: str) -> np.ndarray | None:
-        return numpy_helper.to_array(initializers[name]) if name in initializers else None
-
-    def only_consumer(name: str) -> onnx.NodeProto | None:
-        users = consumers.get(name, [])
-        return users[0] if len(users) == 1 and name not in outputs else None
+    g = Graph(graph)
+    const, only_consumer = g.const, g.read_once
 
     def made_by(name: str, op: str, user: onnx.NodeProto) -> onnx.NodeProto | None:
-        node = producers.get(name)
-        ok = node is not None and node.op_type == op and only_consumer(name) is user
-        return node if ok else None
+        node = g.made_by(name, op)
+        return node if node is not None and only_consumer(name) is user else None
 
     if len(conv.input) != 2:
         return False

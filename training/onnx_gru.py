@@ -25,6 +25,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from training.onnx_graph import insert_before, prune
+
 
 @dataclass(frozen=True)
 class _Gru:
@@ -150,26 +152,5 @@ def _replace(graph: onnx.GraphProto, gru: _Gru, k: int) -> None:
         # Y [T, 1, B, U] -> the loop's stacked outputs [T, B, U], under the loop's output name.
         helper.make_node("Squeeze", [f"{prefix}_Y", f"{prefix}_axis"], [gru.output]),
     ]
-    index = list(graph.node).index(gru.loop)
-    del graph.node[index]
-    for offset, node in enumerate(nodes):
-        graph.node.insert(index + offset, node)
-
-
-def prune(graph: onnx.GraphProto) -> None:
-    """Drop the nodes and initializers nothing uses any more (the loops' trip counts, ...)."""
-    while True:
-        used = {o.name for o in graph.output}
-        for node in graph.node:
-            used.update(node.input)
-            for attribute in node.attribute:
-                if attribute.type == onnx.AttributeProto.GRAPH:
-                    used.update(i for n in attribute.g.node for i in n.input)
-        dead = [n for n in graph.node if not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for node in dead:
-            graph.node.remove(node)
-    keep = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
+    insert_before(graph, gru.loop, nodes)
+    graph.node.remove(gru.loop)

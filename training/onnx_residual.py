@@ -32,8 +32,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from training.onnx_gru import prune
-from training.onnx_rnn import _attrs, _Graph, masked
+from training.onnx_graph import Graph, attrs, insert_before, masked, opset, prune, repeat_rows
 
 CHANNELS_FIRST = [0, 3, 1, 2]  # [N, 1, T, C] -> [N, C, 1, T]
 BACK = [0, 2, 1]  # [N, C, T] -> [N, T, C]
@@ -43,16 +42,10 @@ AXIS = "residual_4d_axis"  # the Squeeze axis (2), as an opset-13 input
 def _perm(node: onnx.NodeProto | None) -> list[int] | None:
     if node is None or node.op_type != "Transpose":
         return None
-    return list(_attrs(node).get("perm", []))
+    return list(attrs(node).get("perm", []))
 
 
-def _read_once(g: _Graph, name: str) -> onnx.NodeProto | None:
-    """The one node reading `name` (Shape nodes included: the block's nodes are removed)."""
-    users = g.consumers.get(name, [])
-    return users[0] if len(users) == 1 and name not in g.outputs else None
-
-
-def _block(g: _Graph, conv: onnx.NodeProto) -> tuple[str, str, bool, list[onnx.NodeProto]] | None:
+def _block(g: Graph, conv: onnx.NodeProto) -> tuple[str, str, bool, list[onnx.NodeProto]] | None:
     """(the stream h, the block's output h', channels last?, the nodes from the Conv to the Add)
     if `conv` is the convolution of a residual block, else None. The view nodes before the Conv
     stay (pruned once nothing reads them)."""
@@ -68,30 +61,31 @@ def _block(g: _Graph, conv: onnx.NodeProto) -> tuple[str, str, bool, list[onnx.N
         if unsqueeze is None or g.axes(unsqueeze) not in ([2], [-2]):
             return None
     stream = unsqueeze.input[0]
-    squeeze = _read_once(g, conv.output[0])
+    squeeze = g.read_once(conv.output[0])
     if squeeze is None or squeeze.op_type != "Squeeze" or g.axes(squeeze) not in ([2], [-2]):
         return None
-    relu = _read_once(g, squeeze.output[0])
+    relu = g.read_once(squeeze.output[0])
     if relu is None or relu.op_type != "Relu":
         return None
     out = relu.output[0]
     nodes = [conv, squeeze, relu]
     if last:
-        back = _read_once(g, out)
+        back = g.read_once(out)
         if back is None or _perm(back) != BACK:
             return None
         out = back.output[0]
         nodes.append(back)
-    add = _read_once(g, out)
+    add = g.read_once(out)
     if add is None or add.op_type != "Add" or sorted(add.input) != sorted([stream, out]):
         return None
     nodes.append(add)
     return stream, add.output[0], last, nodes
 
 
-def _dropout_site(g: _Graph, mul: onnx.NodeProto, views: dict[str, str]) -> str | None:
+def _dropout_site(g: Graph, mul: onnx.NodeProto, views: dict[str, str]) -> tuple[str, str] | None:
     """If `mul` is the first MC-dropout site between two chains, `RepeatRows` then the mask on the
-    channels-last stream, the stream it reads, as 4-D channels first: (h4 [B, C, 1, T])."""
+    channels-last stream: the stream it reads, as 4-D channels first (h4 [B, C, 1, T]), and the
+    mask input."""
     site = masked(g, mul)
     if site is None:
         return None
@@ -104,11 +98,10 @@ def _dropout_site(g: _Graph, mul: onnx.NodeProto, views: dict[str, str]) -> str 
     unsqueeze = g.made_by(swap.input[0], "Unsqueeze")
     if unsqueeze is None or g.axes(unsqueeze) not in ([2], [-2]):
         return None
-    stream4: str = views.get(unsqueeze.input[0], swap.input[0])
-    return stream4
+    return views.get(unsqueeze.input[0], swap.input[0]), site[1]
 
 
-def _feeds_block(g: _Graph, stream: str) -> bool:
+def _feeds_block(g: Graph, stream: str) -> bool:
     """Whether a residual block's Conv reads `stream` through its channels-last view."""
     return any(
         conv.op_type == "Conv" and _block(g, conv) is not None
@@ -124,33 +117,16 @@ def _repeat_4d(
 ) -> tuple[list[onnx.NodeProto], str]:
     """RepeatRows then the mask on a [B, C, 1, T] stream: [P, C, 1, T], in place of the
     channels-last [P, T, C] the graph had."""
-    graph.initializer.extend(
-        [
-            numpy_helper.from_array(np.array([1], np.int64), f"{p}_one"),
-            numpy_helper.from_array(np.array([1, 1, 1], np.int64), f"{p}_ones"),
-            numpy_helper.from_array(np.array([-1], np.int64), f"{p}_rows_left"),
-            numpy_helper.from_array(np.array([2, 3], np.int64), f"{p}_mask_axes"),
-        ]
-    )
-    nodes = [
-        helper.make_node("Shape", [mask], [f"{p}_rows"], start=0, end=1),
-        helper.make_node("Shape", [stream4], [f"{p}_batch"], start=0, end=1),
-        helper.make_node("Shape", [stream4], [f"{p}_rest"], start=1, end=4),
-        helper.make_node("Div", [f"{p}_rows", f"{p}_batch"], [f"{p}_per_row"]),
-        helper.make_node(
-            "Concat", [f"{p}_one", f"{p}_per_row", f"{p}_ones"], [f"{p}_tile"], axis=0
-        ),
-        helper.make_node("Concat", [f"{p}_rows_left", f"{p}_rest"], [f"{p}_shape"], axis=0),
-        helper.make_node("Unsqueeze", [stream4, f"{p}_one"], [f"{p}_unsqueezed"]),
-        helper.make_node("Expand", [f"{p}_unsqueezed", f"{p}_tile"], [f"{p}_expanded"]),
-        helper.make_node("Reshape", [f"{p}_expanded", f"{p}_shape"], [f"{p}_repeated"]),
+    graph.initializer.append(numpy_helper.from_array(np.array([2, 3], np.int64), f"{p}_mask_axes"))
+    nodes, repeated = repeat_rows(graph, stream4, 4, 0, mask, p)
+    nodes += [
         helper.make_node("Unsqueeze", [mask, f"{p}_mask_axes"], [f"{p}_mask"]),
-        helper.make_node("Mul", [f"{p}_repeated", f"{p}_mask"], [f"{p}_dropped"]),
+        helper.make_node("Mul", [repeated, f"{p}_mask"], [f"{p}_dropped"]),
     ]
     return nodes, f"{p}_dropped"
 
 
-def _biased_conv_4d(g: _Graph, stream: str, p: str) -> str | None:
+def _biased_conv_4d(g: Graph, stream: str, p: str) -> str | None:
     """A chain's first stream made by `Add(Squeeze(Conv(.), 2), bias)` (the WaveNet's 1x1
     embedding, whose bias tf2onnx leaves outside the Conv): the same Add on the Conv's 4-D output,
     so the chain starts from the convolution's layout."""
@@ -184,23 +160,16 @@ def residual_4d(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     graph = model.graph
     views: dict[str, str] = {}  # a rewritten block's 3-D output -> its 4-D stream
     count = 0
-    sites = 0
+    sites = opset(model) >= 15  # RepeatRows on the 4-D stream needs Shape(start, end)
     for conv in [n for n in graph.node if n.op_type in ("Conv", "Mul")]:
-        g = _Graph(graph)
+        g = Graph(graph)
         if conv.op_type == "Mul":
-            stream4 = _dropout_site(g, conv, views)
-            site = masked(g, conv)
-            if stream4 is None or site is None:
-                continue
-            mask = site[1]
-            if not _feeds_block(g, conv.output[0]):
+            site = _dropout_site(g, conv, views) if sites else None
+            if site is None or not _feeds_block(g, conv.output[0]):
                 continue  # only worth it when a residual block reads the dropped stream
-            nodes, dropped = _repeat_4d(graph, stream4, mask, f"residual_4d_site_{sites}")
-            index = list(graph.node).index(conv)
-            for offset, node in enumerate(nodes):
-                graph.node.insert(index + offset, node)
+            nodes, dropped = _repeat_4d(graph, *site, f"residual_4d_site_{len(views)}")
+            insert_before(graph, conv, nodes)
             views[conv.output[0]] = dropped
-            sites += 1
             continue
         found = _block(g, conv)
         if found is None:
@@ -223,11 +192,9 @@ def residual_4d(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         new[0].attribute.extend(conv.attribute)
         if last:
             new.append(helper.make_node("Transpose", [rebuilt], [output], perm=BACK))
-        index = list(graph.node).index(nodes[0])
+        insert_before(graph, nodes[0], new)
         for node in nodes:
             graph.node.remove(node)
-        for offset, node in enumerate(new):
-            graph.node.insert(index + offset, node)
         views[output] = f"{p}_stream"
         count += 1
     if count:

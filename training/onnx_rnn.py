@@ -30,106 +30,50 @@ previous self before replacing it.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
-from training.onnx_gru import prune
+from training.onnx_graph import (
+    Graph,
+    attrs,
+    insert_before,
+    mask_of,
+    masked,
+    opset,
+    prune,
+    repeat_rows,
+)
 
 RECURRENT = ("LSTM", "GRU", "RNN")
 SWAP = [1, 0, 2]
 
 
-class _Graph:
-    """Producers, consumers and constants of a graph, recomputed after each rewrite."""
-
-    def __init__(self, graph: onnx.GraphProto) -> None:
-        self.graph = graph
-        self.producers = {out: node for node in graph.node for out in node.output if out}
-        self.consumers: dict[str, list[onnx.NodeProto]] = {}
-        for node in graph.node:
-            for name in node.input:
-                self.consumers.setdefault(name, []).append(node)
-        self.initializers = {i.name: i for i in graph.initializer}
-        self.inputs = {i.name for i in graph.input}
-        self.outputs = {o.name for o in graph.output}
-
-    def const(self, name: str) -> np.ndarray | None:
-        init = self.initializers.get(name)
-        return None if init is None else numpy_helper.to_array(init)
-
-    def made_by(self, name: str, op: str) -> onnx.NodeProto | None:
-        node = self.producers.get(name)
-        return node if node is not None and node.op_type == op else None
-
-    def axes(self, node: onnx.NodeProto) -> list[int] | None:
-        """The constant axes of an opset-13+ Squeeze/Unsqueeze."""
-        if len(node.input) != 2:
-            return None
-        axes = self.const(node.input[1])
-        return None if axes is None else [int(a) for a in axes.ravel()]
-
-    def only_use(self, name: str) -> onnx.NodeProto | None:
-        """The one node that reads `name`'s values (`Shape` nodes only read its shape, which the
-        rewrites keep), if there is one and `name` is not a graph output."""
-        users = [n for n in self.consumers.get(name, []) if n.op_type != "Shape"]
-        return users[0] if len(users) == 1 and name not in self.outputs else None
-
-
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _forward(node: onnx.NodeProto) -> bool:
-    return node.op_type in RECURRENT and _attrs(node).get("direction", b"forward") in (
+    return node.op_type in RECURRENT and attrs(node).get("direction", b"forward") in (
         b"forward",
         "forward",
     )
 
 
-def _swap(g: _Graph, node: onnx.NodeProto | None) -> bool:
+def _swap(node: onnx.NodeProto | None) -> bool:
     return (
         node is not None
         and node.op_type == "Transpose"
-        and list(_attrs(node).get("perm", [])) == SWAP
+        and list(attrs(node).get("perm", [])) == SWAP
     )
 
 
-def _squeezed_y(g: _Graph, name: str) -> tuple[onnx.NodeProto, int] | None:
-    """`name` = Squeeze(Y, axes=[1]) of a forward recurrent node: (that node, its units)."""
+def _squeezed_y(g: Graph, name: str) -> bool:
+    """Whether `name` = Squeeze(Y, axes=[1]) of a forward recurrent node."""
     squeeze = g.made_by(name, "Squeeze")
     if squeeze is None or g.axes(squeeze) != [1]:
-        return None
+        return False
     rnn = g.producers.get(squeeze.input[0])
-    if rnn is None or not _forward(rnn) or rnn.output[0] != squeeze.input[0]:
-        return None
-    return rnn, int(_attrs(rnn)["hidden_size"])
+    return rnn is not None and _forward(rnn) and rnn.output[0] == squeeze.input[0]
 
 
-def _mask_of(g: _Graph, mul: onnx.NodeProto, activations: str) -> str | None:
-    """The mask graph input that `mul` multiplies `activations` by, as mask[:, None, :]."""
-    if len(mul.input) != 2 or activations not in mul.input:
-        return None
-    other = mul.input[1] if mul.input[0] == activations else mul.input[0]
-    unsqueeze = g.made_by(other, "Unsqueeze")
-    if unsqueeze is None or g.axes(unsqueeze) != [1] or unsqueeze.input[0] not in g.inputs:
-        return None
-    mask: str = unsqueeze.input[0]
-    return mask
-
-
-def masked(g: _Graph, mul: onnx.NodeProto) -> tuple[str, str] | None:
-    """(the activations, the mask input) of an MC-dropout `Mul(activations, mask[:, None, :])`."""
-    for activations in mul.input:
-        mask = _mask_of(g, mul, activations)
-        if mask is not None:
-            return activations, mask
-    return None
-
-
-def _zero_states(g: _Graph) -> int:
+def _zero_states(g: Graph) -> int:
     """Omit initial states that are zeros broadcast to the batch (the default)."""
     dropped = 0
     for node in g.graph.node:
@@ -155,10 +99,10 @@ def _zero_states(g: _Graph) -> int:
     return dropped
 
 
-def _between(g: _Graph, rnn: onnx.NodeProto, k: int) -> bool:
+def _between(g: Graph, rnn: onnx.NodeProto, k: int) -> bool:
     """Rewrite the batch-major detour feeding `rnn` from the previous recurrent node, if any."""
     into = g.producers.get(rnn.input[0])
-    if not _swap(g, into) or g.only_use(rnn.input[0]) is not rnn:
+    if not _swap(into) or g.only_use(rnn.input[0]) is not rnn:
         return False
     assert into is not None
     mul = g.made_by(into.input[0], "Mul")
@@ -178,62 +122,40 @@ def _between(g: _Graph, rnn: onnx.NodeProto, k: int) -> bool:
             return False
         source, repeat = unsqueeze.input[0], True
     out_of = g.producers.get(source)
-    if not _swap(g, out_of):
+    if not _swap(out_of):
         return False
     assert out_of is not None
-    found = _squeezed_y(g, out_of.input[0])
-    if found is None:
+    if not _squeezed_y(g, out_of.input[0]):
         return False
-    units = found[1]
     squeezed = out_of.input[0]  # [T, B, U]
     p = f"time_major_{k}"
-    nodes = []
-    if repeat:
-        g.graph.initializer.extend(
-            [
-                numpy_helper.from_array(np.array([2], np.int64), f"{p}_axis"),
-                numpy_helper.from_array(np.array([1, 1], np.int64), f"{p}_ones"),
-                numpy_helper.from_array(np.array([1], np.int64), f"{p}_one"),
-                numpy_helper.from_array(np.array([0, -1, units], np.int64), f"{p}_shape"),
-            ]
-        )
-        nodes += [
-            # P / B copies of each row, in place: [T, B, U] -> [T, B, P/B, U] -> [T, P, U]
-            helper.make_node("Shape", [mask], [f"{p}_rows"], start=0, end=1),
-            helper.make_node("Shape", [squeezed], [f"{p}_batch"], start=1, end=2),
-            helper.make_node("Div", [f"{p}_rows", f"{p}_batch"], [f"{p}_per_row"]),
-            helper.make_node(
-                "Concat", [f"{p}_ones", f"{p}_per_row", f"{p}_one"], [f"{p}_tile"], axis=0
-            ),
-            helper.make_node("Unsqueeze", [squeezed, f"{p}_axis"], [f"{p}_unsqueezed"]),
-            helper.make_node("Expand", [f"{p}_unsqueezed", f"{p}_tile"], [f"{p}_expanded"]),
-            helper.make_node("Reshape", [f"{p}_expanded", f"{p}_shape"], [f"{p}_repeated"]),
-        ]
-        squeezed = f"{p}_repeated"
+    nodes: list[onnx.NodeProto] = []
+    if repeat:  # P / B copies of each row, in place: [T, B, U] -> [T, P, U]
+        nodes, squeezed = repeat_rows(g.graph, squeezed, 3, 1, mask, p)
     nodes.append(helper.make_node("Mul", [squeezed, mask], [f"{p}_dropped"], name=f"{p}_mul"))
-    _insert_before(g.graph, rnn, nodes)
+    insert_before(g.graph, rnn, nodes)
     rnn.input[0] = f"{p}_dropped"
     return True
 
 
-def _head(g: _Graph, rnn: onnx.NodeProto, k: int) -> bool:
+def _head(g: Graph, rnn: onnx.NodeProto, k: int) -> bool:
     """Rewrite the batch-major seq2seq head after the last recurrent node, if it is one."""
     users = g.consumers.get(rnn.output[0], [])
     if len(users) != 1 or users[0].op_type != "Squeeze" or g.axes(users[0]) != [1]:
         return False
     squeezed = users[0].output[0]
     swap = g.only_use(squeezed)
-    if not _swap(g, swap):
+    if not _swap(swap):
         return False
     assert swap is not None
     mul = g.only_use(swap.output[0])
     if mul is None or mul.op_type != "Mul":
         return False
-    mask = _mask_of(g, mul, swap.output[0])
+    mask = mask_of(g, mul, swap.output[0])
     flat = g.only_use(mul.output[0])
     if mask is None or flat is None or flat.op_type != "Reshape":
         return False
-    units = int(_attrs(rnn)["hidden_size"])
+    units = int(attrs(rnn)["hidden_size"])
     flat_shape = g.const(flat.input[1])
     if flat_shape is None or flat_shape.tolist() != [-1, units]:
         return False
@@ -262,29 +184,23 @@ def _head(g: _Graph, rnn: onnx.NodeProto, k: int) -> bool:
         helper.make_node("Add", [f"{p}_matmul", other], [f"{p}_biased"]),
         helper.make_node("Transpose", [f"{p}_biased"], [output], perm=SWAP),
     ]
-    _insert_before(g.graph, add, nodes)
+    insert_before(g.graph, add, nodes)
     return True
-
-
-def _insert_before(graph: onnx.GraphProto, anchor: onnx.NodeProto, nodes: list[Any]) -> None:
-    index = list(graph.node).index(anchor)
-    for offset, node in enumerate(nodes):
-        graph.node.insert(index + offset, node)
 
 
 def time_major_rnn(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     """A copy of `model` with its recurrent stacks kept time-major; and how many rewrites."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    if max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0) < 15:
+    if opset(model) < 15:
         return model, 0  # Shape(start, end) needs opset 15
     graph = model.graph
-    count = _zero_states(_Graph(graph))
+    count = _zero_states(Graph(graph))
     if count:
         prune(graph)
     k = 0
     for rnn in [n for n in graph.node if _forward(n)]:
         for rewrite in (_between, _head):
-            if rewrite(_Graph(graph), rnn, k):
+            if rewrite(Graph(graph), rnn, k):
                 k += 1
                 prune(graph)
     return model, count + k
