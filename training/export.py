@@ -12,7 +12,6 @@ Metrics in forecaster.json are measured on the exported ONNX model, i.e. what th
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -52,7 +51,7 @@ from training.evaluation import (
     naive_forecast,
 )
 from training.fit import keras_mc_samples, predict
-from training.rewrites import rewrite
+from training.rewrites import rewrite, sha256
 from training.tasks import Task
 from training.triton import write_config_pbtxt
 
@@ -343,10 +342,6 @@ def describe(architecture: str, kind: str, members: int) -> str:
     if members == 1:
         return f"{architecture} {kind} forecaster"
     return f"mean of {members} {architecture} {kind} forecasters (seeds)"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def export(

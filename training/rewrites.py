@@ -51,6 +51,11 @@ def rewrite(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     return proto, notes
 
 
+def sha256(path: Path) -> str:
+    """The `provenance.model_sha256` of a graph file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _session(proto: onnx.ModelProto) -> Any:
     import onnxruntime as ort
 
@@ -122,7 +127,7 @@ def reoptimize(folder: Path) -> str:
     onnx.save(after, str(staging))
     os.replace(staging, onnx_path)
     provenance = spec.setdefault("provenance", {})
-    provenance["model_sha256"] = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    provenance["model_sha256"] = sha256(onnx_path)
     provenance.setdefault("rewrites", []).append(
         {
             "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
