@@ -16,9 +16,11 @@ The targets' ratios (service / anchor, next-step at the top concurrency) are the
 side: per model, the service (batching on and off) and both anchors up at once (an idle server
 waits in epoll), and `--rounds` rounds of one wrk run each, the service and the constant anchor
 back to back in alternating order (`round_order`); the verdicts take the median of the per-round
-ratios. The machines are shared VMs whose speed drifts by tens of percent over minutes, so
-a ratio of two cells measured minutes apart (the sequential table) says as much about the drift as
-about the servers.
+ratios. The MC target (lstm, MC 100 + quantiles at c=16) is measured the same way, round by
+round beside `bench/ort_ceiling.py`: the same request's graph calls alone on every CPU, no
+server, the most requests/s the machine allows at that moment. The machines are shared VMs whose
+speed drifts by tens of percent over minutes, so a ratio of two cells measured minutes apart (the
+sequential table) says as much about the drift as about the servers.
 """
 
 import argparse
@@ -48,6 +50,9 @@ SERVICE_ON = "service"
 SERVICE_OFF = "service, batching off"
 ANCHOR = "anchor: FastAPI+ORT"
 CONSTANT = "anchor: constant"
+CEILING = "ORT alone"
+MC_KIND = "MC 100 + quantiles"
+MC_TARGET_MODEL, MC_TARGET_C = "lstm", 16  # the issue's MC target (#5)
 # What each target runs: the anchors skip the rollout (and the constant one everything but next-step).
 KINDS_FOR = {
     SERVICE_ON: ("next-step", "MC 100 + quantiles", "100-step rollout"),
@@ -284,6 +289,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             server.stop()
     side = side_by_side(args, models_dir, models, files, script, work) if args.rounds else {}
+    mc_side = mc_side_by_side(args, models_dir, models, files, script, work) if args.rounds else {}
     return {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "models": list(models),
@@ -296,6 +302,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "results": results,
         "side_by_side": side,
+        "mc_side_by_side": mc_side,
     }
 
 
@@ -367,6 +374,79 @@ def side_by_side(
             "median": {other: statistics.median(v) for other, v in ratios.items()},
         }
     return out
+
+
+def cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def ort_ceiling(models_dir: Path, model: str, body: dict[str, Any], seconds: int) -> dict[str, Any]:
+    """`bench.ort_ceiling` in a process of its own: the MC body's graph calls alone, one thread per
+    CPU."""
+    command = [sys.executable, "-m", "bench.ort_ceiling", str(models_dir / model)]
+    command += ["--samples", str(body["uncertainty"]["samples"]), "--horizon", str(body["horizon"])]
+    command += ["--threads", str(cpus()), "--seconds", str(seconds)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 60)
+    if done.returncode != 0:
+        raise RuntimeError(f"ort_ceiling failed: {done.stderr.strip()[-500:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def mc_side_by_side(
+    args: argparse.Namespace,
+    models_dir: Path,
+    models: tuple[str, ...],
+    files: dict[str, dict[str, Path]],
+    script: Path,
+    work: Path,
+) -> dict[str, Any]:
+    """The MC target's model at its concurrency, round by round beside `ORT alone` (the same
+    request's graph calls on every CPU, no server): what the machine allows at that moment."""
+    m, c = MC_TARGET_MODEL, MC_TARGET_C
+    if m not in models:
+        return {}
+    body = files[m][MC_KIND]
+    print(f"== side by side: {m}, {MC_KIND} c={c} and {CEILING}, {args.rounds} rounds", flush=True)
+    server = Server(targets(models_dir, (m,))[0], log_path(work, "side-mc", m))
+    rounds: list[dict[str, Any]] = []
+    try:
+        server.wait_ready(m, body.read_bytes())
+        wrk(server.url(m), body, c, args.warmup, script)
+        server.wait_idle()
+        for r in range(args.rounds):
+            runs: dict[str, Any] = {}
+            for name in (SERVICE_ON, CEILING) if r % 2 == 0 else (CEILING, SERVICE_ON):
+                if name == SERVICE_ON:
+                    runs[name] = wrk(server.url(m), body, c, args.duration, script)
+                    server.wait_idle()
+                else:
+                    runs[name] = ort_ceiling(
+                        models_dir, m, json.loads(body.read_text()), args.duration
+                    )
+            rounds.append(runs)
+            print(
+                f"   round {r + 1}: service {runs[SERVICE_ON]['rps']:.0f} req/s, "
+                f"{CEILING} {runs[CEILING]['rps']:.0f} req/s ({runs[CEILING]['threads']} threads, "
+                f"median call {runs[CEILING]['median_call_ms']:.2f} ms)",
+                flush=True,
+            )
+    finally:
+        server.stop()
+    return {
+        "model": m,
+        "kind": MC_KIND,
+        "concurrency": c,
+        "rounds": rounds,
+        "median": {
+            SERVICE_ON: statistics.median(x[SERVICE_ON]["rps"] for x in rounds),
+            CEILING: statistics.median(x[CEILING]["rps"] for x in rounds),
+            "ratio": statistics.median(x[SERVICE_ON]["rps"] / x[CEILING]["rps"] for x in rounds),
+        },
+    }
 
 
 def table(report: dict[str, Any]) -> str:
@@ -441,6 +521,28 @@ def table(report: dict[str, Any]) -> str:
                 f"| {model} | {cell['concurrency']} | median | | | | | {off_median} "
                 f"| {median[ANCHOR]:.2f}x | {median[CONSTANT]:.2f}x |"
             )
+    mc = report.get("mc_side_by_side") or {}
+    if mc:
+        lines += [
+            "",
+            f"{mc['kind']} on {mc['model']} at c={mc['concurrency']}, side by side with "
+            f"{CEILING} (the same request's graph calls, one thread per CPU, no server: "
+            "`bench/ort_ceiling.py`):",
+            "",
+            f"| round | service req/s | {CEILING} req/s | {CEILING} median call ms "
+            f"| service / {CEILING} |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for r, x in enumerate(mc["rounds"], 1):
+            lines.append(
+                f"| {r} | {x[SERVICE_ON]['rps']:.0f} | {x[CEILING]['rps']:.0f} | "
+                f"{x[CEILING]['median_call_ms']:.2f} | {x[SERVICE_ON]['rps'] / x[CEILING]['rps']:.2f}x |"
+            )
+        median = mc["median"]
+        lines.append(
+            f"| median | {median[SERVICE_ON]:.0f} | {median[CEILING]:.0f} | | "
+            f"{median['ratio']:.2f}x |"
+        )
     return "\n".join([*lines, "", *verdicts(report)]) + "\n"
 
 
@@ -482,9 +584,18 @@ def verdicts(report: dict[str, Any]) -> list[str]:
             check(
                 f"{m} next-step c={top}: service / constant anchor", s["rps"] / ceiling["rps"], 0.75
             )
-    mc = results.get("lstm", {}).get("MC 100 + quantiles", {}).get("16", {}).get(SERVICE_ON)
-    if mc:
-        check("lstm MC 100 + quantiles c=16", mc["rps"], 300, " req/s")
+    mc_side = report.get("mc_side_by_side") or {}
+    label = f"{MC_TARGET_MODEL} {MC_KIND} c={MC_TARGET_C}"
+    mc = results.get(MC_TARGET_MODEL, {}).get(MC_KIND, {}).get(str(MC_TARGET_C), {}).get(SERVICE_ON)
+    if mc_side:
+        median = mc_side["median"]
+        check(f"{label} (side by side, median)", median[SERVICE_ON], 300, " req/s")
+        out.append(
+            f"  - {CEILING} on {mc_side['rounds'][0][CEILING]['threads']} threads in the same "
+            f"rounds: {median[CEILING]:.0f} req/s; the service at {median['ratio']:.2f}x of it"
+        )
+    elif mc:
+        check(label, mc["rps"], 300, " req/s")
     gru = results.get("gru", {}).get("next-step", {}).get(top, {})
     if SERVICE_OFF in side.get("gru", {}).get("median", {}):
         check(
@@ -505,6 +616,7 @@ def verdicts(report: dict[str, Any]) -> list[str]:
         for by_target in by_c.values()
         for r in by_target.values()
     ) + sum(r["errors"] for cell in side.values() for x in cell["rounds"] for r in x.values())
+    errors += sum(x[SERVICE_ON]["errors"] for x in mc_side.get("rounds", []))
     out.append(f"- errors in every run: {errors} (target 0) {'met' if errors == 0 else 'NOT met'}")
     return out
 

@@ -1,8 +1,26 @@
 """`make bench`'s report: the verdicts take the side-by-side medians when that phase ran."""
 
+import json
+from pathlib import Path
 from typing import Any
 
-from bench.run import ANCHOR, CONSTANT, SERVICE_OFF, SERVICE_ON, round_order, table, verdicts
+import numpy as np
+
+from bench.ort_ceiling import mc_feeds, measure
+from bench.run import (
+    ANCHOR,
+    CEILING,
+    CONSTANT,
+    MC_KIND,
+    SERVICE_OFF,
+    SERVICE_ON,
+    kinds,
+    round_order,
+    table,
+    verdicts,
+)
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 def cell(rps: float, errors: int = 0) -> dict[str, Any]:
@@ -132,3 +150,81 @@ def test_rounds_put_the_service_and_the_constant_anchor_back_to_back_in_alternat
     assert odd[-2:] == [CONSTANT, SERVICE_ON]
     assert round_order(names, 2) == even
     assert round_order([SERVICE_ON, ANCHOR], 1) == [ANCHOR, SERVICE_ON]  # no constant anchor
+
+
+def mc_side(rounds: list[tuple[float, float]], errors: int = 0) -> dict[str, Any]:
+    """MC side-by-side rounds of (service, ORT alone) req/s."""
+    runs = [
+        {SERVICE_ON: cell(s, errors), CEILING: {"rps": o, "threads": 2, "median_call_ms": 6.0}}
+        for s, o in rounds
+    ]
+    ordered = sorted(rounds)
+    return {
+        "model": "lstm",
+        "kind": MC_KIND,
+        "concurrency": 16,
+        "rounds": runs,
+        "median": {
+            SERVICE_ON: sorted(s for s, _ in rounds)[len(rounds) // 2],
+            CEILING: sorted(o for _, o in rounds)[len(rounds) // 2],
+            "ratio": sorted(s / o for s, o in ordered)[len(rounds) // 2],
+        },
+    }
+
+
+def test_the_mc_target_takes_the_side_by_side_median_and_shows_the_ort_ceiling() -> None:
+    r = report({})
+    r["results"]["lstm"][MC_KIND] = {"16": {SERVICE_ON: cell(150)}}  # sequential: would fail
+    r["mc_side_by_side"] = mc_side([(240, 300), (310, 320), (320, 330)], errors=1)
+
+    lines = verdicts(r)
+    text = table(r)
+
+    assert (
+        f"- lstm {MC_KIND} c=16 (side by side, median): 310.00 req/s (target >= 300 req/s) met"
+        in lines
+    )
+    assert not any("150.00 req/s" in line for line in lines)
+    assert (
+        f"  - {CEILING} on 2 threads in the same rounds: 320 req/s; the service at 0.97x of it"
+        in lines
+    )
+    assert "| 1 | 240 | 300 | 6.00 | 0.80x |" in text
+    assert "| median | 310 | 320 | | 0.97x |" in text
+    assert "- errors in every run: 3 (target 0) NOT met" in lines
+
+
+def test_without_the_mc_side_by_side_the_sequential_cell_decides() -> None:
+    r = report({})
+    r["results"]["lstm"][MC_KIND] = {"16": {SERVICE_ON: cell(250)}}
+
+    assert f"- lstm {MC_KIND} c=16: 250.00 req/s (target >= 300 req/s) NOT met" in verdicts(r)
+
+
+def test_the_ort_ceiling_feeds_one_mc_request_as_the_service_does() -> None:
+    spec = json.loads((MODELS / "lstm" / "forecaster.json").read_text())
+    series = kinds(spec["input_length"])[MC_KIND]["series"]
+
+    feeds = mc_feeds(spec, series, samples=100)
+
+    assert spec["onnx"]["mc_dropout"]["repeat_rows"]  # one window; the graph repeats it per path
+    assert feeds["x"].shape == (1, spec["input_length"], 1)
+    np.testing.assert_allclose(feeds["x"][0, :, 0], series[-spec["input_length"] :], rtol=1e-6)
+    keep = 1 - spec["onnx"]["mc_dropout"]["rate"]
+    for mask in spec["onnx"]["mc_dropout"]["masks"]:
+        values = feeds[mask["name"]]
+        assert values.shape == (100, mask["size"])
+        assert values.dtype == np.float32
+        assert set(np.unique(values)) == {np.float32(0), np.float32(1 / keep)}
+
+
+def test_the_ort_ceiling_counts_calls_per_request_from_the_horizon() -> None:
+    spec = json.loads((MODELS / "lstm" / "forecaster.json").read_text())
+    series = kinds(spec["input_length"])[MC_KIND]["series"]
+
+    result = measure(MODELS / "lstm", series, samples=4, horizon=25, threads=2, seconds=0.2)
+
+    assert result["calls_per_request"] == 3  # 25 steps of a 10-step model
+    assert result["calls_per_s"] > 0
+    assert result["median_call_ms"] > 0
+    assert result["rps"] == result["calls_per_s"] / 3
