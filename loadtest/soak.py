@@ -204,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     broken = []
     if failed:
         broken.append(f"{failed} requests failed (unexpected status)")
-        for f in failures[:10]:
-            print(f"  {f['Occurrences']} x {f['Name']}: {f['Error'][:200]}")
+        for failure in failures[:10]:
+            print(f"  {failure['Occurrences']} x {failure['Name']}: {failure['Error'][:200]}")
     if locust.returncode not in (0, 1):  # 1: failures, reported above
         broken.append(f"locust exited with {locust.returncode} (see {out / 'locust.log'})")
     if errors.get("5xx answers"):
