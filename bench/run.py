@@ -40,7 +40,7 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from loadtest.server import free_port
 
@@ -288,8 +288,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         )
         finally:
             server.stop()
-    side = side_by_side(args, models_dir, models, files, script, work) if args.rounds else {}
-    mc_side = mc_side_by_side(args, models_dir, models, files, script, work) if args.rounds else {}
+    setup = Setup(args, models_dir, models, files, script, work)
+    side = side_by_side(setup) if args.rounds else {}
+    mc_side = mc_side_by_side(setup) if args.rounds else {}
     return {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "models": list(models),
@@ -311,6 +312,17 @@ def log_path(work: Path, *parts: str) -> Path:
     return work / ("-".join(parts).replace(" ", "_").replace(":", "") + ".log")
 
 
+class Setup(NamedTuple):
+    """What the side-by-side phases share with the sequential one."""
+
+    args: argparse.Namespace
+    models_dir: Path
+    models: tuple[str, ...]
+    files: dict[str, dict[str, Path]]  # request bodies by model and kind
+    script: Path  # wrk's Lua script
+    work: Path  # the run's scratch folder
+
+
 def round_order(names: list[str], r: int) -> list[str]:
     """The runs of side-by-side round `r`: the service and the constant anchor (the closest ratio)
     back to back, the service first in even rounds and last in odd ones, so that a drift of the
@@ -320,16 +332,10 @@ def round_order(names: list[str], r: int) -> list[str]:
     return order if r % 2 == 0 else order[::-1]
 
 
-def side_by_side(
-    args: argparse.Namespace,
-    models_dir: Path,
-    models: tuple[str, ...],
-    files: dict[str, dict[str, Path]],
-    script: Path,
-    work: Path,
-) -> dict[str, Any]:
+def side_by_side(setup: Setup) -> dict[str, Any]:
     """Per model: the service (batching on and off) and both anchors up together, interleaved
     next-step runs at the top concurrency, the median of the per-round ratios."""
+    args, models_dir, models, files, script, work = setup
     c = max(args.concurrency)
     out: dict[str, Any] = {}
     for m in models:
@@ -396,16 +402,10 @@ def ort_ceiling(models_dir: Path, model: str, body: dict[str, Any], seconds: int
     return result
 
 
-def mc_side_by_side(
-    args: argparse.Namespace,
-    models_dir: Path,
-    models: tuple[str, ...],
-    files: dict[str, dict[str, Path]],
-    script: Path,
-    work: Path,
-) -> dict[str, Any]:
+def mc_side_by_side(setup: Setup) -> dict[str, Any]:
     """The MC target's model at its concurrency, round by round beside `ORT alone` (the same
     request's graph calls on every CPU, no server): what the machine allows at that moment."""
+    args, models_dir, models, files, script, work = setup
     m, c = MC_TARGET_MODEL, MC_TARGET_C
     if m not in models:
         return {}
