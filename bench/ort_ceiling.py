@@ -95,7 +95,7 @@ def measure(
 
 
 def main() -> None:
-    from bench.run import kinds
+    from bench.run import MC_KIND, kinds
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model_dir", type=Path)
@@ -107,7 +107,7 @@ def main() -> None:
     if args.samples < 1 or args.horizon < 1 or args.threads < 1 or args.seconds <= 0:
         parser.error("--samples, --horizon and --threads must be >= 1, --seconds > 0")
     spec = json.loads((args.model_dir / "forecaster.json").read_text())
-    series = kinds(spec["input_length"])["MC 100 + quantiles"]["series"]
+    series = kinds(spec["input_length"])[MC_KIND]["series"]
     result = measure(args.model_dir, series, args.samples, args.horizon, args.threads, args.seconds)
     print(json.dumps(result))
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from loadtest.server import free_port
+from service.settings import available_cpus
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("lstm", "gru", "wavenet")
@@ -55,9 +56,9 @@ MC_KIND = "MC 100 + quantiles"
 MC_TARGET_MODEL, MC_TARGET_C = "lstm", 16  # the issue's MC target (#5)
 # What each target runs: the anchors skip the rollout (and the constant one everything but next-step).
 KINDS_FOR = {
-    SERVICE_ON: ("next-step", "MC 100 + quantiles", "100-step rollout"),
-    SERVICE_OFF: ("next-step", "MC 100 + quantiles", "100-step rollout"),
-    ANCHOR: ("next-step", "MC 100 + quantiles"),
+    SERVICE_ON: ("next-step", MC_KIND, "100-step rollout"),
+    SERVICE_OFF: ("next-step", MC_KIND, "100-step rollout"),
+    ANCHOR: ("next-step", MC_KIND),
     CONSTANT: ("next-step",),
 }
 UVICORN_FLAGS = [
@@ -104,7 +105,7 @@ def kinds(length: int) -> dict[str, dict[str, Any]]:
     one = series(length, 0.3)
     return {
         "next-step": {"series": one, "horizon": 1},
-        "MC 100 + quantiles": {
+        MC_KIND: {
             "series": one,
             "horizon": 10,
             "uncertainty": {"samples": 100, "quantiles": [0.05, 0.5, 0.95]},
@@ -382,19 +383,12 @@ def side_by_side(setup: Setup) -> dict[str, Any]:
     return out
 
 
-def cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def ort_ceiling(models_dir: Path, model: str, body: dict[str, Any], seconds: int) -> dict[str, Any]:
     """`bench.ort_ceiling` in a process of its own: the MC body's graph calls alone, one thread per
     CPU."""
     command = [sys.executable, "-m", "bench.ort_ceiling", str(models_dir / model)]
     command += ["--samples", str(body["uncertainty"]["samples"]), "--horizon", str(body["horizon"])]
-    command += ["--threads", str(cpus()), "--seconds", str(seconds)]
+    command += ["--threads", str(available_cpus()), "--seconds", str(seconds)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:
         raise RuntimeError(f"ort_ceiling failed: {done.stderr.strip()[-500:]}")
@@ -410,6 +404,7 @@ def mc_side_by_side(setup: Setup) -> dict[str, Any]:
     if m not in models:
         return {}
     body = files[m][MC_KIND]
+    request = json.loads(body.read_text())
     print(f"== side by side: {m}, {MC_KIND} c={c} and {CEILING}, {args.rounds} rounds", flush=True)
     server = Server(targets(models_dir, (m,))[0], log_path(work, "side-mc", m))
     rounds: list[dict[str, Any]] = []
@@ -424,9 +419,7 @@ def mc_side_by_side(setup: Setup) -> dict[str, Any]:
                     runs[name] = wrk(server.url(m), body, c, args.duration, script)
                     server.wait_idle()
                 else:
-                    runs[name] = ort_ceiling(
-                        models_dir, m, json.loads(body.read_text()), args.duration
-                    )
+                    runs[name] = ort_ceiling(models_dir, m, request, args.duration)
             rounds.append(runs)
             print(
                 f"   round {r + 1}: service {runs[SERVICE_ON]['rps']:.0f} req/s, "

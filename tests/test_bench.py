@@ -158,7 +158,6 @@ def mc_side(rounds: list[tuple[float, float]], errors: int = 0) -> dict[str, Any
         {SERVICE_ON: cell(s, errors), CEILING: {"rps": o, "threads": 2, "median_call_ms": 6.0}}
         for s, o in rounds
     ]
-    ordered = sorted(rounds)
     return {
         "model": "lstm",
         "kind": MC_KIND,
@@ -167,7 +166,7 @@ def mc_side(rounds: list[tuple[float, float]], errors: int = 0) -> dict[str, Any
         "median": {
             SERVICE_ON: sorted(s for s, _ in rounds)[len(rounds) // 2],
             CEILING: sorted(o for _, o in rounds)[len(rounds) // 2],
-            "ratio": sorted(s / o for s, o in ordered)[len(rounds) // 2],
+            "ratio": sorted(s / o for s, o in rounds)[len(rounds) // 2],
         },
     }
 
