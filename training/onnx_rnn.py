@@ -140,7 +140,7 @@ def _between(g: Graph, rnn: onnx.NodeProto, k: int) -> bool:
 
 def _head(g: Graph, rnn: onnx.NodeProto, k: int) -> bool:
     """Rewrite the batch-major seq2seq head after the last recurrent node, if it is one."""
-    users = g.consumers.get(rnn.output[0], [])
+    users = g.consumers.get(rnn.output[0], []) if rnn.output[0] else []
     if len(users) != 1 or users[0].op_type != "Squeeze" or g.axes(users[0]) != [1]:
         return False
     squeezed = users[0].output[0]
