@@ -26,6 +26,7 @@ from training.errors import TrainingError
 from training.onnx_conv import fold_conv1d
 from training.onnx_gru import native_gru
 from training.onnx_head import last_step_head, output_rank
+from training.onnx_mask import broadcast_masks
 from training.onnx_residual import residual_4d
 from training.onnx_rnn import time_major_rnn
 from training.triton import CONFIG_FILE, write_config_pbtxt
@@ -41,6 +42,7 @@ REWRITES: list[tuple[Callable[[onnx.ModelProto], tuple[onnx.ModelProto, int]], s
     (residual_4d, "{} residual Conv1D block(s) kept 4-D, channels first"),
     (time_major_rnn, "{} rewrite(s) keeping the recurrent stack time-major"),
     (last_step_head, "{} seq2seq head(s) run on the last step only (output [P, H])"),
+    (broadcast_masks, "{} repeated-rows mask site(s) broadcast instead of expanded"),
 ]
 
 
