@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from bench.ort_ceiling import mc_feeds, measure
 from bench.run import (
@@ -227,3 +228,25 @@ def test_the_ort_ceiling_counts_calls_per_request_from_the_horizon() -> None:
     assert result["calls_per_s"] > 0
     assert result["median_call_ms"] > 0
     assert result["rps"] == result["calls_per_s"] / 3
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "wavenet"])
+def test_the_ort_anchor_answers_every_request_kind_on_every_bench_model(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The anchor reads its model at import; it must follow the shipped output (vector or sequence).
+    import importlib
+
+    from fastapi.testclient import TestClient
+
+    import bench.anchors.ort_minimal as anchor
+
+    monkeypatch.setenv("ANCHOR_MODEL_DIR", str(MODELS / name))
+    anchor = importlib.reload(anchor)
+    client = TestClient(anchor.app)
+    for kind, body in kinds(anchor.T).items():
+        response = client.post(f"/v1/models/{name}/forecast", json=body)
+        assert response.status_code == 200, (kind, response.text)
+        forecast = response.json()["forecasts"][0]
+        assert len(forecast["mean"]) == body["horizon"]
+        assert ("quantiles" in forecast) == ("uncertainty" in body)

@@ -44,7 +44,8 @@ def forecast(name: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # 
         }
     chunks: list[Any] = []
     while sum(c.shape[1] for c in chunks) < horizon:
-        chunks.append(session.run(None, {"x": x, **feeds})[0][:, -1, :])
+        y = session.run(None, {"x": x, **feeds})[0]
+        chunks.append(y[:, -1, :] if y.ndim == 3 else y)  # a sequence's last step, or the vector
         x = np.concatenate([x, chunks[-1][:, :, None]], axis=1)[:, -T:]
     paths = (np.concatenate(chunks, axis=1)[:, :horizon] * scale + mean).reshape(len(batch), n, -1)
     if not mc:
