@@ -24,6 +24,7 @@ import onnx
 
 from training.errors import TrainingError
 from training.onnx_conv import fold_conv1d
+from training.onnx_crop import crop_receptive_field
 from training.onnx_gru import native_gru
 from training.onnx_head import last_step_head, output_rank
 from training.onnx_mask import broadcast_masks
@@ -43,6 +44,11 @@ REWRITES: list[tuple[Callable[[onnx.ModelProto], tuple[onnx.ModelProto, int]], s
     (time_major_rnn, "{} rewrite(s) keeping the recurrent stack time-major"),
     (last_step_head, "{} seq2seq head(s) run on the last step only (output [P, H])"),
     (broadcast_masks, "{} repeated-rows mask site(s) broadcast instead of expanded"),
+    (
+        crop_receptive_field,
+        "residual Conv1D chain cropped to the last step's receptive field "
+        "({} Slices; output [P, H])",
+    ),
 ]
 
 
