@@ -60,10 +60,10 @@ def test_train_export_and_serve_in_ort(workdir: Path, architecture: str) -> None
         assert len(spec["metrics"][key]["mse_per_step"]) == 10
     assert set(spec["metrics"]["mc_interval_coverage"]) == {"0.5", "0.8", "0.95"}
 
-    # Recurrent seq2seq models export as vectors: their head runs on the last step (onnx_head.py).
-    vector = architecture != "wavenet"
-    assert spec["output"] == ("vector" if vector else "sequence")
-    assert spec["onnx"]["output"]["shape"] == ([None, 10] if vector else [None, None, 10])
+    # Seq2seq models export as vectors: the recurrent heads run on the last step (onnx_head.py),
+    # the WaveNet's chain on the last step's receptive field (onnx_crop.py).
+    assert spec["output"] == "vector"
+    assert spec["onnx"]["output"]["shape"] == [None, 10]
     # The shipped artifact, called as the service calls it, equals Keras with dropout off.
     session = ort.InferenceSession(str(folder / "1" / "model.onnx"))
     model = keras.models.load_model(workdir / "runs" / architecture / "model.keras")
@@ -73,7 +73,7 @@ def test_train_export_and_serve_in_ort(workdir: Path, architecture: str) -> None
         x = generate_time_series(batch, length, seed=batch)
         ones = {m["name"]: np.ones((batch, m["size"]), np.float32) for m in masks}
         got = session.run(["y"], {"x": x, **ones})[0]
-        assert got.shape == ((batch, 10) if vector else (batch, length, 10))
+        assert got.shape == (batch, 10)
         assert np.max(np.abs(last_step(got) - last_step(predict(model, x)))) <= 1e-5
 
     # MC dropout: samples differ within one call, and a seed repeats from a new session.
