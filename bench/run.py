@@ -179,12 +179,15 @@ class Server:
                 time.sleep(0.2)
         raise RuntimeError("server did not answer in time")
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process so far (Linux `/proc`), else NaN.
+    def cpu_seconds(self, loop: bool = False) -> float:
+        """User + system CPU time of the server process so far (Linux `/proc`), else NaN; with
+        `loop`, of its main thread only (uvicorn's event loop).
 
         CPU per request is steadier than requests/s on a shared or busy machine."""
+        pid = self.process.pid
+        stat = Path(f"/proc/{pid}/task/{pid}/stat" if loop else f"/proc/{pid}/stat")
         try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             return math.nan
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -359,7 +362,13 @@ def side_by_side(setup: Setup) -> dict[str, Any]:
                 order = round_order(names, r)
                 runs = {}
                 for n in order:
+                    cpu, loop = servers[n].cpu_seconds(), servers[n].cpu_seconds(loop=True)
                     runs[n] = wrk(servers[n].url(m), body, c, args.duration, script)
+                    per = 1e6 / max(runs[n]["requests"], 1)
+                    runs[n]["cpu_us_per_request"] = per * (servers[n].cpu_seconds() - cpu)
+                    runs[n]["loop_us_per_request"] = per * (
+                        servers[n].cpu_seconds(loop=True) - loop
+                    )
                     servers[n].wait_idle()
                 rounds.append(runs)
                 print(
@@ -380,6 +389,11 @@ def side_by_side(setup: Setup) -> dict[str, Any]:
             "ratios": ratios,
             "median": {other: statistics.median(v) for other, v in ratios.items()},
         }
+        loop_ratios = [
+            _loop_ratio(x) for x in rounds if CONSTANT in x and math.isfinite(_loop_ratio(x))
+        ]
+        if loop_ratios:  # the constant anchor's event loop CPU per request over the service's
+            out[m]["loop_cpu_ratio"] = statistics.median(loop_ratios)
     return out
 
 
@@ -514,6 +528,32 @@ def table(report: dict[str, Any]) -> str:
                 f"| {model} | {cell['concurrency']} | median | | | | | {off_median} "
                 f"| {median[ANCHOR]:.2f}x | {median[CONSTANT]:.2f}x |"
             )
+    cpu_rows = [
+        (model, r, x)
+        for model, cell in side.items()
+        for r, x in enumerate(cell["rounds"], 1)
+        if "loop_us_per_request" in x[SERVICE_ON] and CONSTANT in x
+    ]
+    if cpu_rows:
+        lines += [
+            "",
+            "CPU per request in the same runs (Linux /proc, us; steadier than requests/s when the "
+            "machine's speed moves): the service's event loop (main thread) and whole process, "
+            "the constant anchor's process (its loop):",
+            "",
+            "| model | round | service loop | service process | constant | constant / service "
+            "loop |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for model, r, x in cpu_rows:
+            s, k = x[SERVICE_ON], x[CONSTANT]
+            lines.append(
+                f"| {model} | {r} | {s['loop_us_per_request']:.0f} | "
+                f"{s['cpu_us_per_request']:.0f} | {k['cpu_us_per_request']:.0f} | "
+                f"{_loop_ratio(x):.2f}x |"
+            )
+            if r == len(side[model]["rounds"]) and "loop_cpu_ratio" in side[model]:
+                lines.append(f"| {model} | median | | | | {side[model]['loop_cpu_ratio']:.2f}x |")
     mc = report.get("mc_side_by_side") or {}
     if mc:
         lines += [
@@ -539,6 +579,16 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join([*lines, "", *verdicts(report)]) + "\n"
 
 
+def _loop_ratio(runs: dict[str, Any]) -> float:
+    """The constant anchor's event-loop CPU per request over the service's, in one round (NaN
+    without /proc or without CPU time counted)."""
+    service, constant = (
+        runs[SERVICE_ON]["loop_us_per_request"],
+        runs[CONSTANT]["loop_us_per_request"],
+    )
+    return constant / service if service > 0 else math.nan
+
+
 def _ratio(a: dict[str, Any], b: dict[str, Any] | None) -> str:
     return f"{a['rps'] / b['rps']:.2f}x" if b else "—"
 
@@ -562,6 +612,11 @@ def verdicts(report: dict[str, Any]) -> list[str]:
             label = f"{m} next-step c={top}: service /"
             check(f"{label} FastAPI+ORT anchor (side by side, median)", median[ANCHOR], 1.0)
             check(f"{label} constant anchor (side by side, median)", median[CONSTANT], 0.75)
+            if "loop_cpu_ratio" in side[m]:
+                out.append(
+                    "  - event loop CPU per request, constant anchor / service (same runs, "
+                    f"median): {side[m]['loop_cpu_ratio']:.2f}x"
+                )
             continue
         cell = results.get(m, {}).get("next-step", {}).get(top, {})
         s = cell.get(SERVICE_ON)

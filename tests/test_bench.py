@@ -134,6 +134,33 @@ def test_without_the_side_by_side_phase_batching_on_off_is_the_sequential_ratio(
     assert "- gru next-step c=64: batching on / off: 1.60x (target >= 2x) NOT met" in verdicts(r)
 
 
+def test_the_event_loops_cpu_per_request_is_shown_beside_the_side_by_side_rounds() -> None:
+    r = report(side([(7000, 2000, 10000), (8000, 2000, 10000)]))
+    rounds = r["side_by_side"]["lstm"]["rounds"]
+    for x, (loop, process, constant) in zip(
+        rounds, [(180, 290, 150), (160, 260, 144)], strict=True
+    ):
+        x[SERVICE_ON].update(loop_us_per_request=loop, cpu_us_per_request=process)
+        x[CONSTANT].update(loop_us_per_request=constant, cpu_us_per_request=constant + 1)
+    r["side_by_side"]["lstm"]["loop_cpu_ratio"] = 0.87
+
+    text, lines = table(r), verdicts(r)
+
+    assert "| lstm | 1 | 180 | 290 | 151 | 0.83x |" in text
+    assert "| lstm | 2 | 160 | 260 | 145 | 0.90x |" in text
+    assert "| lstm | median | | | | 0.87x |" in text
+    assert (
+        "  - event loop CPU per request, constant anchor / service (same runs, median): 0.87x"
+        in lines
+    )
+
+
+def test_reports_without_cpu_counts_have_no_cpu_table() -> None:
+    text = table(report(side([(7000, 2000, 10000)])))
+
+    assert "CPU per request in the same runs" not in text
+
+
 def test_errors_in_the_side_by_side_runs_count() -> None:
     lines = verdicts(report(side([(7000, 2000, 10000)], errors=3)))
 
