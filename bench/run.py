@@ -389,11 +389,9 @@ def side_by_side(setup: Setup) -> dict[str, Any]:
             "ratios": ratios,
             "median": {other: statistics.median(v) for other, v in ratios.items()},
         }
-        loop_ratios = [
-            _loop_ratio(x) for x in rounds if CONSTANT in x and math.isfinite(_loop_ratio(x))
-        ]
-        if loop_ratios:  # the constant anchor's event loop CPU per request over the service's
-            out[m]["loop_cpu_ratio"] = statistics.median(loop_ratios)
+        loop_ratio = loop_cpu_ratio(rounds)
+        if loop_ratio is not None:
+            out[m]["loop_cpu_ratio"] = loop_ratio
     return out
 
 
@@ -587,6 +585,13 @@ def _loop_ratio(runs: dict[str, Any]) -> float:
         runs[CONSTANT]["loop_us_per_request"],
     )
     return constant / service if service > 0 else math.nan
+
+
+def loop_cpu_ratio(rounds: list[dict[str, Any]]) -> float | None:
+    """The median over side-by-side rounds of `_loop_ratio`; None when no round has one."""
+    ratios = [_loop_ratio(x) for x in rounds if CONSTANT in x]
+    finite = [r for r in ratios if math.isfinite(r)]
+    return statistics.median(finite) if finite else None
 
 
 def _ratio(a: dict[str, Any], b: dict[str, Any] | None) -> str:

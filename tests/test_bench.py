@@ -1,6 +1,7 @@
 """`make bench`'s report: the verdicts take the side-by-side medians when that phase ran."""
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from bench.run import (
     SERVICE_OFF,
     SERVICE_ON,
     kinds,
+    loop_cpu_ratio,
     round_order,
     table,
     verdicts,
@@ -153,6 +155,19 @@ def test_the_event_loops_cpu_per_request_is_shown_beside_the_side_by_side_rounds
         "  - event loop CPU per request, constant anchor / service (same runs, median): 0.87x"
         in lines
     )
+
+
+def test_the_loop_cpu_ratio_is_the_median_of_the_rounds_that_counted_cpu() -> None:
+    def runs(service: float, constant: float) -> dict[str, Any]:
+        return {
+            SERVICE_ON: {"loop_us_per_request": service},
+            CONSTANT: {"loop_us_per_request": constant},
+        }
+
+    rounds = [runs(200, 160), runs(200, 180), runs(0, 150), runs(200, 140), runs(math.nan, 1)]
+
+    assert loop_cpu_ratio(rounds) == pytest.approx(0.8)  # 0.8, 0.9, 0.7; no CPU: skipped
+    assert loop_cpu_ratio([runs(0, 150)]) is None
 
 
 def test_reports_without_cpu_counts_have_no_cpu_table() -> None:

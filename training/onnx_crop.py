@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from training.onnx_graph import Graph, attrs, insert_before
+from training.onnx_head import as_vector
 
 PREFIX = "crop"
 # Below this many steps a block is cropped (module docstring); the shipped WaveNet reads 50.
@@ -105,54 +106,53 @@ def _from_inputs(g: Graph, name: str) -> bool:
 
 
 def _head_ok(g: Graph, stream: str, y: str) -> bool:
-    """Every node from `stream` to the output `y` is a step-wise head node."""
-    frontier, seen = [stream], set()
+    """Every node from `stream` to the output `y` is a step-wise head node, and `y` is reached."""
+    frontier, reached = [stream], {stream}
     while frontier:
-        name = frontier.pop()
-        for node in g.consumers.get(name, []):
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
+        for node in g.consumers.get(frontier.pop(), []):
             if node.op_type not in HEAD_OPS:
                 return False
             if node.op_type == "Shape":
                 continue
-            frontier.extend(node.output)
-    return y in {o for node in g.graph.node if id(node) in seen for o in node.output}
+            fresh = [o for o in node.output if o not in reached]
+            reached.update(fresh)
+            frontier.extend(fresh)
+    return y in reached
 
 
-def _rewrite(g: Graph, min_steps: int) -> bool:
+def _rewrite(g: Graph, min_steps: int) -> int:
+    """The number of Slices inserted (the head's included); 0 if the graph is left alone."""
     if len(g.graph.output) != 1:
-        return False
+        return 0
     y = g.graph.output[0]
     if len(y.type.tensor_type.shape.dim) != 3:
-        return False
+        return 0
     # The last block: its output is read by the head alone.
     last = None
     for node in g.graph.node:
         if node.op_type == "Squeeze" and g.axes(node) in ([2], [-2]) and _block(g, node.input[0]):
             last = node.input[0]
     if last is None or not _head_ok(g, last, y.name):
-        return False
+        return 0
     crops: list[tuple[str, int]] = [(last, 1)]
     need, stream = 1, last
     while (block := _block(g, stream)) is not None:
         conv, block_input, span = block
         before = _site_stream(g, block_input)
         if before is None:
-            return False
+            return 0
         need += span
         add, readers = g.producers[stream], g.consumers.get(before, [])
         if before == block_input:  # read by its block alone
             if any(n is not conv and n is not add for n in readers):
-                return False
+                return 0
         elif any(n.op_type not in SITE_OPS for n in readers):  # by the MC-dropout site alone
-            return False
+            return 0
         if need < min_steps:
             crops.append((before, need))
         stream = before
     if len(crops) < 2:
-        return False
+        return 0
 
     p = PREFIX
     g.graph.initializer.extend(
@@ -182,12 +182,8 @@ def _rewrite(g: Graph, min_steps: int) -> bool:
         "Squeeze", [f"{p}_sequence", f"{p}_step_axis"], [y.name], name=f"{p}_last"
     )
     g.graph.node.insert(list(g.graph.node).index(final) + 1, squeeze)
-    dims = y.type.tensor_type.shape.dim
-    rows = dims[0].dim_param or (dims[0].dim_value if dims[0].HasField("dim_value") else None)
-    y.CopyFrom(
-        helper.make_tensor_value_info(y.name, TensorProto.FLOAT, [rows, int(dims[2].dim_value)])
-    )
-    return True
+    as_vector(y, int(y.type.tensor_type.shape.dim[2].dim_value))
+    return len(crops)
 
 
 def crop_receptive_field(
@@ -196,8 +192,4 @@ def crop_receptive_field(
     """A copy of `model` whose residual Conv1D chain computes only the steps its forecast reads;
     and the number of Slices inserted (the head's included), or 0 if untouched."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
-    if not _rewrite(Graph(model.graph), min_steps):
-        return model, 0
-    return model, sum(
-        1 for n in model.graph.node if n.op_type == "Slice" and n.name.startswith(PREFIX)
-    )
+    return model, _rewrite(Graph(model.graph), min_steps)

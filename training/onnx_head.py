@@ -96,12 +96,15 @@ def _rewrite(g: Graph) -> bool:
     prune(g.graph)
     if not any(rnn.output[0] in n.input for n in g.graph.node):
         rnn.output[0] = ""  # nothing reads Y: the kernel skips writing it
+    as_vector(y, int(weight.shape[1]))
+    return True
+
+
+def as_vector(y: onnx.ValueInfoProto, width: int) -> None:
+    """Declare the graph output `y` a float vector per row, [P, width], keeping its rows' dim."""
     rows = y.type.tensor_type.shape.dim[0]
     shape = [rows.dim_param or (rows.dim_value if rows.HasField("dim_value") else None)]
-    y.CopyFrom(
-        helper.make_tensor_value_info(y.name, TensorProto.FLOAT, [*shape, int(weight.shape[1])])
-    )
-    return True
+    y.CopyFrom(helper.make_tensor_value_info(y.name, TensorProto.FLOAT, [*shape, width]))
 
 
 def last_step_head(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:

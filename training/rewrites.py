@@ -151,7 +151,7 @@ def reoptimize(folder: Path) -> str:
             "nodes": [len(before.graph.node), len(after.graph.node)],
         }
     )
-    if output_rank(after) == 2 and spec["output"] == "sequence":  # last_step_head
+    if output_rank(after) == 2 and spec["output"] == "sequence":  # last_step_head, crop
         spec["output"] = "vector"
         spec["onnx"]["output"]["shape"] = [None, spec["horizon"]]
     staging = spec_path.with_suffix(".json.tmp")
