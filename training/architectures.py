@@ -116,6 +116,70 @@ class WindowLevel(layers.Layer):  # type: ignore[misc]
 
 
 @keras.saving.register_keras_serializable(package="forecast")
+class InstanceNorm(layers.Layer):  # type: ignore[misc]
+    """Per-window normalisation (the RevIN idea, without its learned affine part).
+
+    Each window's own location and spread are removed from its first `numeric` columns before the
+    network sees them, and put back on the forecast (RestoreInstance), so a level shift between the
+    training data and today moves the forecast with it instead of pulling it back towards the
+    training level. No division by the level: zero and negative values are safe; the spread has a
+    floor relative to the window's magnitude, so a constant window gives zeros, not a blow-up.
+
+    `causal=False` (seq2vec): mean and standard deviation over the whole window, shape [B, 1, F].
+    `causal=True` (seq2seq, a forecast at every step t): statistics of the prefix ending at each
+    step, [B, T, F], so the output at t never sees the window's later values; the last step's
+    statistics are the whole window's, the same as seq2vec's for the served forecast. Prefix
+    sums run on values shifted by the window's first row (causal too), which keeps float32
+    cancellation small for series far from zero.
+
+    Returns the normalised window and the target's location and spread ([B, 1] or [B, T]).
+    """
+
+    def __init__(self, numeric: int, causal: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.numeric = numeric
+        self.causal = causal
+
+    def call(self, inputs: Any) -> Any:
+        values = inputs[:, :, : self.numeric]
+        if self.causal:
+            first = values[:, :1, :]
+            shifted = values - first
+            count = ops.cumsum(ops.ones_like(shifted[:1, :, :1]), axis=1)  # [1, T, 1]: 1..T
+            mean = ops.cumsum(shifted, axis=1) / count
+            variance = ops.maximum(ops.cumsum(shifted * shifted, axis=1) / count - mean**2, 0.0)
+            magnitude = ops.cumsum(ops.abs(values), axis=1) / count
+            mean = mean + first
+        else:
+            mean = ops.mean(values, axis=1, keepdims=True)
+            variance = ops.mean(ops.square(values - mean), axis=1, keepdims=True)
+            magnitude = ops.mean(ops.abs(values), axis=1, keepdims=True)
+        spread = ops.sqrt(variance + ops.square(1e-4 * magnitude) + 1e-10)
+        normalised = ops.concatenate(
+            [(values - mean) / spread, inputs[:, :, self.numeric :]], axis=-1
+        )
+        return normalised, mean[:, :, 0], spread[:, :, 0]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "numeric": self.numeric, "causal": self.causal}
+
+
+@keras.saving.register_keras_serializable(package="forecast")
+class RestoreInstance(layers.Layer):  # type: ignore[misc]
+    """Inverse of InstanceNorm for the target: y = location + spread * y_normalised.
+
+    `relative` is [P, H] (seq2vec) or [P, T, H] (seq2seq); location and spread come from `x`
+    ([B, 1] or [B, T]) and are repeated to the P = B x S MC paths as RestoreLevel does."""
+
+    def call(self, relative: Any, location: Any, spread: Any) -> Any:
+        rows = ops.shape(relative)[0]
+        location, spread = repeat_rows(location, rows), repeat_rows(spread, rows)
+        if len(relative.shape) == 3:  # [P, T, H] against [P, T]: one location per step
+            location, spread = ops.expand_dims(location, -1), ops.expand_dims(spread, -1)
+        return location + spread * relative
+
+
+@keras.saving.register_keras_serializable(package="forecast")
 class RestoreLevel(layers.Layer):  # type: ignore[misc]
     """Inverse of WindowLevel for the target: y = (1 + y_relative) * base.
 
@@ -200,10 +264,24 @@ class _Sites:
 
 
 def _input(
-    n_features: int, kind: TargetKind, window_norm: int, horizon: int, season: int, weeks: int = 1
+    n_features: int,
+    kind: TargetKind,
+    window_norm: int,
+    horizon: int,
+    season: int,
+    weeks: int = 1,
+    instance_norm: int = 0,
 ) -> tuple[Any, Any, Any]:
-    """The `x` input, the tensor the network sees, and the target level (None without window_norm)."""
+    """The `x` input, the tensor the network sees, and how the head restores the target: None,
+    the WindowLevel base, or the InstanceNorm (location, spread) pair."""
     x = keras.Input((None, n_features), name="x")
+    if instance_norm:
+        if window_norm:
+            raise ValueError("window_norm and instance_norm are alternatives")
+        normalised, location, spread = InstanceNorm(
+            instance_norm, causal=kind == "seq2seq", name="instance_norm"
+        )(x)
+        return x, normalised, (location, spread)
     if not window_norm:
         return x, x, None
     if kind != "seq2vec":
@@ -219,6 +297,8 @@ def _head(h: Any, horizon: int, kind: TargetKind, level: Any = None) -> Any:
     if level is None:
         return layers.Dense(horizon, name="y")(h)
     relative = layers.Dense(horizon, name="relative")(h)
+    if isinstance(level, tuple):
+        return RestoreInstance(name="y")(relative, *level)
     return RestoreLevel(name="y")(relative, level)
 
 
@@ -234,9 +314,10 @@ def _recurrent(cell: type[layers.Layer]) -> Callable[..., keras.Model]:
         season: int = 7,
         weeks: int = 1,
         skip: int = 0,
+        instance_norm: int = 0,
     ) -> keras.Model:
-        x, h, level = _input(n_features, kind, window_norm, horizon, season, weeks)
-        if skip and level is not None:
+        x, h, level = _input(n_features, kind, window_norm, horizon, season, weeks, instance_norm)
+        if skip and level is not None and not instance_norm:
             # A linear path from the last `skip` normalised rows to a relative base correction
             # (outside the MC-dropout sites): the recurrent path learns what is left.
             seen = FlattenLast(skip, name="skip_window")(h)
@@ -268,6 +349,7 @@ def build_wavenet(
     window_norm: int = 0,
     season: int = 7,
     weeks: int = 1,
+    instance_norm: int = 0,
 ) -> keras.Model:
     """The book's simplified WaveNet, deeper: two causal dilated Conv1D blocks (1..16, receptive field
     63 > the 50-step window, measured 0.0025 vs 0.0028 for the book's 1..8), with residual additions.
@@ -275,7 +357,9 @@ def build_wavenet(
     Dropout sits at two sites (the middle and the end of the stack): before every conv it underfits
     (FIELD-NOTES). Residual additions let 64-filter stacks train in a few minutes on a CPU.
     """
-    x, h, level = _input(n_features, kind, window_norm, horizon, season, weeks)
+    x, h, level = _input(
+        n_features, kind, window_norm, horizon, season, weeks, instance_norm
+    )
     sites = _Sites(dropout)
     h = layers.Conv1D(filters, 1, name="embed")(h)
     middle = len(dilations) // 2 - 1
@@ -298,9 +382,12 @@ def build_conv_gru(
     window_norm: int = 0,
     season: int = 7,
     weeks: int = 1,
+    instance_norm: int = 0,
 ) -> keras.Model:
     """The book's Conv1D + GRU, with a causal kernel so every output step sees only its past."""
-    x, h, level = _input(n_features, kind, window_norm, horizon, season, weeks)
+    x, h, level = _input(
+        n_features, kind, window_norm, horizon, season, weeks, instance_norm
+    )
     sites = _Sites(dropout)
     h = layers.Conv1D(units, 4, padding="causal", activation="relu", name="conv")(h)
     h = layers.GRU(units, return_sequences=True, name="rnn_0")(h)

@@ -105,6 +105,23 @@ def _from_inputs(g: Graph, name: str) -> bool:
     return True
 
 
+def _reads_x(g: Graph, tensor: str) -> bool:
+    """Whether `tensor`'s values (not only its shape) depend on the graph input `x`."""
+    frontier, seen = [tensor], {tensor}
+    while frontier:
+        name = frontier.pop()
+        if name == "x":
+            return True
+        node = g.producers.get(name)
+        if node is None or node.op_type == "Shape":
+            continue
+        for parent in node.input:
+            if parent and parent not in seen:
+                seen.add(parent)
+                frontier.append(parent)
+    return False
+
+
 def _head_ok(g: Graph, stream: str, y: str) -> bool:
     """Every node from `stream` to the output `y` is a step-wise head node, and `y` is reached."""
     frontier, reached = [stream], {stream}
@@ -114,6 +131,10 @@ def _head_ok(g: Graph, stream: str, y: str) -> bool:
                 return False
             if node.op_type == "Shape":
                 continue
+            if node.op_type in {"Add", "Mul", "MatMul", "Concat"} and any(
+                i not in reached and _reads_x(g, i) for i in node.input
+            ):  # a per-step operand from the window (InstanceNorm's location): not step-wise
+                return False
             fresh = [o for o in node.output if o not in reached]
             reached.update(fresh)
             frontier.extend(fresh)
