@@ -49,6 +49,15 @@ export: $(VENV)/.dev ## re-export a trained run (runs/NAME, written by train) in
 	@test -n "$(NAME)" || { echo "usage: make export NAME=<name of a folder in runs/>"; exit 2; }
 	$(PY) -m training export --run runs/$(NAME) --out models/$(NAME)
 
+# Rolling-origin backtest through the service (started on 127.0.0.1 for the run) against naive,
+# seasonal naive and AutoETS; the defaults fit the CTA models (cta_rail, cta_rail_multi).
+.PHONY: backtest
+BACKTEST_DATA ?= data/cta/CTA_-_Ridership_-_Daily_Boarding_Totals.csv
+BACKTEST_ARGS ?= --date-column service_date --target rail_boardings --start 2019-06-01 --end 2020-02-29 --stride 7
+backtest: $(VENV)/.dev ## backtest models/NAME through the service vs baselines: make backtest NAME=cta_rail (docs/quality/NAME.md)
+	@test -n "$(NAME)" || { echo "usage: make backtest NAME=<folder in models/> [BACKTEST_DATA=file.csv BACKTEST_ARGS='--date-column ... --start ... --end ...']"; exit 2; }
+	$(PY) -m training backtest --model models/$(NAME) --data $(BACKTEST_DATA) $(BACKTEST_ARGS) --out docs/quality/$(NAME).md
+
 $(VENV)/.load: pyproject.toml $(VENV)/.serve
 	$(PIP) install -e '.[cpu,load]'
 	@touch $@
