@@ -122,15 +122,17 @@ class InstanceNorm(layers.Layer):  # type: ignore[misc]
     Each window's own location and spread are removed from its first `numeric` columns before the
     network sees them, and put back on the forecast (RestoreInstance), so a level shift between the
     training data and today moves the forecast with it instead of pulling it back towards the
-    training level. No division by the level: zero and negative values are safe; the spread has a
-    floor relative to the window's magnitude, so a constant window gives zeros, not a blow-up.
+    training level. The network sees the window centred on its mean and divided by its standard
+    deviation; the forecast is put back at the window's last value (as NLinear does: the naive
+    forecast is the network's zero, which it only has to correct) times that spread. No division by the level: zero and negative values are safe; the spread has a floor
+    relative to the window's magnitude, so a constant window gives zeros, not a blow-up.
 
-    `causal=False` (seq2vec): mean and standard deviation over the whole window, shape [B, 1, F].
-    `causal=True` (seq2seq, a forecast at every step t): statistics of the prefix ending at each
-    step, [B, T, F], so the output at t never sees the window's later values; the last step's
-    statistics are the whole window's, the same as seq2vec's for the served forecast. Prefix
-    sums run on values shifted by the window's first row (causal too), which keeps float32
-    cancellation small for series far from zero.
+    `causal=False` (seq2vec): statistics of the whole window, [B, 1, F].
+    `causal=True` (seq2seq, a forecast at every step t): at each step t the mean and spread of the
+    prefix ending at t and its own value, [B, T, F], so the output at t never sees the window's later
+    values; at the last step they are the whole window's, the same as seq2vec's for the served
+    forecast. Prefix sums run on values shifted by the window's first row (causal too), which keeps
+    float32 cancellation small for series far from zero.
 
     Returns the normalised window and the target's location and spread ([B, 1] or [B, T]).
     """
@@ -143,22 +145,23 @@ class InstanceNorm(layers.Layer):  # type: ignore[misc]
     def call(self, inputs: Any) -> Any:
         values = inputs[:, :, : self.numeric]
         if self.causal:
-            first = values[:, :1, :]
-            shifted = values - first
+            shifted = values - values[:, :1, :]
             count = ops.cumsum(ops.ones_like(shifted[:1, :, :1]), axis=1)  # [1, T, 1]: 1..T
             mean = ops.cumsum(shifted, axis=1) / count
             variance = ops.maximum(ops.cumsum(shifted * shifted, axis=1) / count - mean**2, 0.0)
             magnitude = ops.cumsum(ops.abs(values), axis=1) / count
-            mean = mean + first
+            mean = mean + values[:, :1, :]
+            location = values
         else:
             mean = ops.mean(values, axis=1, keepdims=True)
             variance = ops.mean(ops.square(values - mean), axis=1, keepdims=True)
             magnitude = ops.mean(ops.abs(values), axis=1, keepdims=True)
+            location = values[:, -1:, :]
         spread = ops.sqrt(variance + ops.square(1e-4 * magnitude) + 1e-10)
         normalised = ops.concatenate(
             [(values - mean) / spread, inputs[:, :, self.numeric :]], axis=-1
         )
-        return normalised, mean[:, :, 0], spread[:, :, 0]
+        return normalised, location[:, :, 0], spread[:, :, 0]
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "numeric": self.numeric, "causal": self.causal}
@@ -357,9 +360,7 @@ def build_wavenet(
     Dropout sits at two sites (the middle and the end of the stack): before every conv it underfits
     (FIELD-NOTES). Residual additions let 64-filter stacks train in a few minutes on a CPU.
     """
-    x, h, level = _input(
-        n_features, kind, window_norm, horizon, season, weeks, instance_norm
-    )
+    x, h, level = _input(n_features, kind, window_norm, horizon, season, weeks, instance_norm)
     sites = _Sites(dropout)
     h = layers.Conv1D(filters, 1, name="embed")(h)
     middle = len(dilations) // 2 - 1
@@ -385,9 +386,7 @@ def build_conv_gru(
     instance_norm: int = 0,
 ) -> keras.Model:
     """The book's Conv1D + GRU, with a causal kernel so every output step sees only its past."""
-    x, h, level = _input(
-        n_features, kind, window_norm, horizon, season, weeks, instance_norm
-    )
+    x, h, level = _input(n_features, kind, window_norm, horizon, season, weeks, instance_norm)
     sites = _Sites(dropout)
     h = layers.Conv1D(units, 4, padding="causal", activation="relu", name="conv")(h)
     h = layers.GRU(units, return_sequences=True, name="rnn_0")(h)

@@ -45,6 +45,20 @@ def test_forecast_moves_with_the_level_and_scale_of_the_window(
     np.testing.assert_allclose(last_step(predict(model, constant)), 0.0, atol=1e-3)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_the_network_sees_the_window_centred_and_scaled(causal: bool) -> None:
+    from training.architectures import InstanceNorm
+
+    x = np.random.default_rng(2).normal(size=(3, 200, 2)).astype(np.float32) * 7 + 30
+    x[:, :, 1] = 1.0  # a one-hot covariate passes unchanged
+    normalised, location, spread = (np.asarray(t) for t in InstanceNorm(1, causal=causal)(x))
+    assert normalised.shape == x.shape
+    np.testing.assert_array_equal(normalised[:, :, 1], 1.0)
+    assert 0.8 < float(normalised[:, 100:, 0].std()) < 1.2  # not collapsed to the location
+    np.testing.assert_allclose(location[:, -1], x[:, -1, 0])
+    np.testing.assert_allclose(spread[:, -1], x[:, :, 0].std(axis=1), rtol=1e-3)
+
+
 @pytest.mark.parametrize(("architecture", "kind"), CASES)
 def test_exports_with_parity_and_live_mc_dropout(
     tmp_path: Path, architecture: str, kind: str
