@@ -51,6 +51,19 @@ def parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--units", type=positive, default=64, help="units or filters per layer")
     train.add_argument("--dropout", type=float, default=0.1, help="MC-dropout rate (0 disables)")
+    train.add_argument(
+        "--normalization",
+        choices=("auto", "instance", "global"),
+        default="auto",
+        help="instance: each window's own mean and spread removed inside the graph and put back on "
+        "the forecast (level shifts move the forecast with them); global: only the z-score fitted "
+        "on the training part; auto (default): train both, keep the better on validation",
+    )
+    train.add_argument(
+        "--allow-worse-than-baseline",
+        action="store_true",
+        help="export even when the model loses to the best baseline over the horizon",
+    )
     train.add_argument("--seed", type=int, default=42)
     train.add_argument(
         "--ensemble",
@@ -72,14 +85,23 @@ def parser() -> argparse.ArgumentParser:
     csv.add_argument("--date-column", default="date")
     csv.add_argument("--target", default="value", help="the column to forecast")
     csv.add_argument("--covariates", nargs="*", default=[], help="extra input columns")
-    csv.add_argument("--frequency", help="pandas frequency, e.g. D (default: inferred)")
+    csv.add_argument(
+        "--frequency",
+        help="pandas frequency alias: D, h, min, W, MS, ME, QS, QE, YS, YE... (default: inferred; "
+        "old aliases such as M, H, T, A are refused)",
+    )
     csv.add_argument(
         "--train-start", help="first date of the training split (default: the first row)"
     )
     csv.add_argument("--train-end", help="last date of the training split (default: 70%% of rows)")
     csv.add_argument("--valid-end", help="last date of the validation split (default: next 20%%)")
     csv.add_argument("--fill-gaps", choices=("error", "interpolate"), default="error")
-    csv.add_argument("--season", type=positive, default=1, help="seasonal naive baseline period")
+    csv.add_argument(
+        "--season",
+        type=positive,
+        help="the season of the seasonal naive baseline, MASE, AutoETS and the calibration blocks "
+        "(default from the frequency: 24 hourly, 7 daily, 52 weekly, 12 monthly, 4 quarterly)",
+    )
     csv.add_argument(
         "--known-ahead",
         nargs="*",
@@ -131,6 +153,59 @@ def parser() -> argparse.ArgumentParser:
     csv.add_argument(
         "--drift-eval", help="START:END, an extra evaluation period (e.g. a new level)"
     )
+    csv.add_argument(
+        "--date-format",
+        help="strftime layout of the dates, e.g. %%d/%%m/%%Y (default: ISO 8601; another layout is "
+        "read only when it fits every row one way)",
+    )
+    csv.add_argument(
+        "--dayfirst", action="store_true", help="dates like 01/02/1981 are day first (1 Feb)"
+    )
+    csv.add_argument(
+        "--date-columns",
+        nargs="+",
+        default=[],
+        metavar="COL",
+        help="the date spread over columns read as year, month, day, hour, minute, second in "
+        "that order (any leading subset), e.g. year month day hour",
+    )
+    csv.add_argument(
+        "--date-unit",
+        choices=("s", "ms"),
+        help="the date column holds Unix epoch seconds or milliseconds (read as UTC)",
+    )
+    csv.add_argument(
+        "--categorical",
+        nargs="*",
+        default=[],
+        metavar="COL",
+        help="categorical covariates, fed one-hot as COL=value columns after the numeric ones",
+    )
+    csv.add_argument(
+        "--format",
+        dest="data_format",
+        choices=("auto", "wide", "long", "m4"),
+        default="auto",
+        help="wide: one series (a date column, value columns); long: many series as rows of id, "
+        "date, value (Nixtla's unique_id, ds, y); m4: M4's id then values per row; auto: long "
+        "when the file has the --id-column, m4 when its first column is V1 and it has no date "
+        "column, else wide",
+    )
+    csv.add_argument(
+        "--id-column", default="unique_id", help="the series id column of --format long"
+    )
+    csv.add_argument(
+        "--test-data",
+        help="a panel's test continuation: for m4 the matching *-test.csv (same ids, same order), "
+        "for long a file of the rows right after each series' history",
+    )
+    csv.add_argument(
+        "--max-windows-per-series",
+        type=positive,
+        default=200,
+        help="a panel's training windows per series, the most recent (so long series don't "
+        "dominate)",
+    )
     out = train.add_argument_group("output")
     out.add_argument(
         "--out", type=Path, help="repository folder to export to (default models/NAME)"
@@ -142,6 +217,11 @@ def parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export a saved run (runs/NAME) to the repository")
     export.add_argument("--run", type=Path, required=True, help="a folder written by `train`")
     export.add_argument("--out", type=Path, required=True)
+    export.add_argument(
+        "--allow-worse-than-baseline",
+        action="store_true",
+        help="export even when the model loses to the best baseline over the horizon",
+    )
     export.add_argument(
         "--input-length",
         type=positive,
@@ -155,7 +235,72 @@ def parser() -> argparse.ArgumentParser:
         "the graphs they replace",
     )
     optimize.add_argument("folders", type=Path, nargs="+", metavar="FOLDER", help="models/NAME")
+    backtest = sub.add_parser(
+        "backtest",
+        help="rolling-origin backtest of an exported model through the service, against naive, "
+        "seasonal naive and AutoETS forecasts of the same origins",
+    )
+    backtest.add_argument("--model", type=Path, required=True, help="models/NAME")
+    backtest.add_argument("--data", type=Path, required=True, help="a CSV file")
+    backtest.add_argument("--date-column", default="date")
+    backtest.add_argument("--target", help="the CSV column of the target (default: the model's)")
+    backtest.add_argument(
+        "--frequency", help="pandas frequency (default: the model's, or inferred)"
+    )
+    backtest.add_argument("--date-format", help="strptime layout of the dates, e.g. %%m/%%d/%%Y")
+    backtest.add_argument("--dayfirst", action="store_true", help="read 01/02/2020 as 1 February")
+    backtest.add_argument("--fill-gaps", choices=("error", "interpolate"), default="error")
+    backtest.add_argument("--start", required=True, help="first date a forecast may start")
+    backtest.add_argument("--end", required=True, help="last date a forecast may start")
+    backtest.add_argument(
+        "--stride", type=positive, help="steps between origins (default: the model horizon)"
+    )
+    backtest.add_argument(
+        "--season",
+        type=positive,
+        help="season of the baselines and of MASE (default from the frequency: 24 hourly, 7 daily, "
+        "52 weekly, 12 monthly, 4 quarterly, else 1)",
+    )
+    backtest.add_argument(
+        "--levels", type=int, nargs="+", default=[80, 95], help="central interval levels, in %%"
+    )
+    backtest.add_argument(
+        "--samples", type=int, default=100, help="MC-dropout paths per origin (0: no intervals)"
+    )
+    backtest.add_argument(
+        "--seed", type=int, default=0, help="MC-dropout seed of the first request"
+    )
+    backtest.add_argument("--url", help="a running service (default: start one on 127.0.0.1)")
+    backtest.add_argument("--api-key", help="with --url: the service's API key")
+    backtest.add_argument("--out", type=Path, help="write the report here (markdown)")
     return root
+
+
+def run_backtest(args: argparse.Namespace) -> int:
+    from training.backtest import BacktestConfig, run
+
+    config = BacktestConfig(
+        model=args.model,
+        data=args.data,
+        date_column=args.date_column,
+        target=args.target,
+        frequency=args.frequency,
+        date_format=args.date_format,
+        dayfirst=args.dayfirst,
+        fill_gaps=args.fill_gaps,
+        start=args.start,
+        end=args.end,
+        stride=args.stride,
+        season=args.season,
+        levels=tuple(args.levels),
+        samples=args.samples,
+        seed=args.seed,
+        url=args.url,
+        api_key=args.api_key,
+        out=args.out,
+    )
+    run(config, log=lambda line: print(line, flush=True))
+    return 0
 
 
 def run_optimize(args: argparse.Namespace) -> int:
@@ -182,14 +327,18 @@ def metrics_table(spec: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def build_model(args: argparse.Namespace, task: Task, seed: int) -> Any:
-    """A fresh, untrained model of the architecture and sizes `args` name, initialised from `seed`."""
+def build_model(
+    args: argparse.Namespace, task: Task, seed: int, normalization: str = "global"
+) -> Any:
+    """A fresh, untrained model of the architecture and sizes `args` name, initialised from `seed`,
+    with in-graph instance normalisation when `normalization` is "instance"."""
     from training.architectures import ARCHITECTURES
     from training.fit import set_seed
 
     set_seed(seed)
     size_arg = "filters" if args.model == "wavenet" else "units"
     window_norm = task.numeric_features if args.scaling == "window" else 0
+    instance_norm = task.numeric_features if normalization == "instance" else 0
     return ARCHITECTURES[args.model](
         task.n_features,
         args.horizon,
@@ -198,11 +347,34 @@ def build_model(args: argparse.Namespace, task: Task, seed: int) -> Any:
             size_arg: args.units,
             "dropout": args.dropout,
             "window_norm": window_norm,
-            "season": args.season,
+            "instance_norm": instance_norm,
+            "season": task.config.season,
             **({"weeks": args.profile_weeks} if args.profile_weeks > 1 else {}),
             **({"skip": args.skip_steps} if args.skip_steps > 0 else {}),
         },
     )
+
+
+def normalization_candidates(args: argparse.Namespace, task: Task) -> list[str]:
+    """The normalisations to train: both for `auto` (the better on validation is kept), never
+    instance normalisation on top of `--scaling window` (its own per-window level)."""
+    if args.scaling == "window":
+        if args.normalization == "instance":
+            raise TrainingError("--normalization instance and --scaling window are alternatives")
+        return ["global"]
+    if args.normalization == "auto":
+        return ["instance", "global"]
+    return [str(args.normalization)]
+
+
+def validation_mae(model: Any, task: Task) -> float:
+    """Validation MAE over every step of the horizon (dropout off), in the model's units."""
+    import numpy as np
+
+    from training.evaluation import last_step
+    from training.fit import predict
+
+    return float(np.mean(np.abs(last_step(predict(model, task.valid.x)) - last_step(task.valid.y))))
 
 
 def next_step_error(model: Any, task: Task) -> str:
@@ -261,7 +433,7 @@ def run_train(args: argparse.Namespace) -> int:
         train_end=args.train_end,
         valid_end=args.valid_end,
         fill_gaps=args.fill_gaps,
-        season=args.season,
+        season=args.season or 0,
         synthetic_sizes=tuple(args.synthetic_sizes),
         known_ahead=list(args.known_ahead),
         scaling=args.scaling,
@@ -270,6 +442,15 @@ def run_train(args: argparse.Namespace) -> int:
         valid_context=args.valid_context,
         calibration=args.calibration,
         calibration_split=args.calibration_split,
+        date_format=args.date_format,
+        dayfirst=args.dayfirst,
+        date_columns=list(args.date_columns),
+        date_unit=args.date_unit,
+        categorical=list(args.categorical),
+        data_format=args.data_format,
+        id_column=args.id_column,
+        test_data=args.test_data,
+        max_windows_per_series=args.max_windows_per_series,
     )
     if not 0 <= args.dropout < 1:
         raise TrainingError(f"--dropout must be in [0, 1), got {args.dropout}")
@@ -287,30 +468,50 @@ def run_train(args: argparse.Namespace) -> int:
     from training.fit import train
 
     seeds = [args.seed + i for i in range(args.ensemble)]
+    candidates = normalization_candidates(args, task)
+    chosen = candidates[0]
     members = []
     infos = []
     for i, seed in enumerate(seeds):
         if len(seeds) > 1:
             print(f"ensemble: member {i + 1}/{len(seeds)}, seed {seed}", flush=True)
-        member = build_model(args, task, seed)
-        if i == 0:
-            print(
-                f"train: {args.model} ({member.count_params():,} parameters"
-                + (f" per member, {len(seeds)} members" if len(seeds) > 1 else "")
-                + f"), up to {args.epochs} epochs",
-                flush=True,
+        tried: dict[str, tuple[Any, dict[str, Any], float]] = {}
+        for normalization in candidates if i == 0 else [chosen]:
+            member = build_model(args, task, seed, normalization)
+            if i == 0:
+                print(
+                    f"train: {args.model} ({member.count_params():,} parameters"
+                    + (f" per member, {len(seeds)} members" if len(seeds) > 1 else "")
+                    + f"), up to {args.epochs} epochs, {normalization} normalisation",
+                    flush=True,
+                )
+            info = train(
+                member,
+                task.train,
+                task.valid,
+                args.epochs,
+                args.batch_size,
+                args.patience,
+                args.learning_rate,
+                args.loss,
+                args.huber_delta,
             )
-        info = train(
-            member,
-            task.train,
-            task.valid,
-            args.epochs,
-            args.batch_size,
-            args.patience,
-            args.learning_rate,
-            args.loss,
-            args.huber_delta,
-        )
+            tried[normalization] = (member, info, validation_mae(member, task))
+        if i == 0:
+            chosen = min(tried, key=lambda n: tried[n][2])
+            if len(tried) > 1:
+                print(
+                    "train: validation MAE over the horizon "
+                    + ", ".join(f"{n} normalisation {tried[n][2]:.4g}" for n in tried)
+                    + f": keeping {chosen}",
+                    flush=True,
+                )
+        member, info, _ = tried[chosen]
+        info = {
+            **info,
+            "normalization": chosen,
+            "normalization_validation_mae": {n: round(v[2], 6) for n, v in tried.items()},
+        }
         members.append(member)
         infos.append(info)
         if len(seeds) > 1:
@@ -350,15 +551,24 @@ def run_train(args: argparse.Namespace) -> int:
     if args.no_export:
         print(screening_table(model, task), flush=True)
         return 0
-    return export_and_report(model, task, args.out or Path("models") / name, name, args.model, info)
+    out = args.out or Path("models") / name
+    return export_and_report(
+        model, task, out, name, args.model, info, args.allow_worse_than_baseline
+    )
 
 
 def export_and_report(
-    model: Any, task: Task, out: Path, name: str, architecture: str, info: dict[str, Any]
+    model: Any,
+    task: Task,
+    out: Path,
+    name: str,
+    architecture: str,
+    info: dict[str, Any],
+    allow_worse: bool = False,
 ) -> int:
     from training.export import export
 
-    spec = export(model, task, out, name, architecture, info)
+    spec = export(model, task, out, name, architecture, info, allow_worse=allow_worse)
     print(metrics_table(spec))
     m = spec["metrics"]
     # The book's metric: MSE of the H-step forecast made at the last time step, over all H steps.
@@ -417,13 +627,22 @@ def run_export(args: argparse.Namespace) -> int:
     import training.fit  # noqa: F401
 
     model = keras.models.load_model(args.run / "model.keras")
-    return export_and_report(model, task, args.out, run["name"], run["architecture"], info)
+    return export_and_report(
+        model,
+        task,
+        args.out,
+        run["name"],
+        run["architecture"],
+        info,
+        args.allow_worse_than_baseline,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         commands = {"train": run_train, "export": run_export, "optimize": run_optimize}
+        commands["backtest"] = run_backtest
         return commands[args.command](args)
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -36,6 +36,7 @@ from training.architectures import (
     mask_inputs,
     with_repeat_rows,
 )
+from training.comparison import compare, decide, table
 from training.datasets import FloatArray, Windows
 from training.errors import ExportError
 from training.evaluation import (
@@ -263,6 +264,35 @@ def evaluate(
     return metrics, preds
 
 
+def compare_with_baselines(
+    onnx_model: OnnxForecaster, task: Task, allow_worse: bool
+) -> dict[str, Any]:
+    """The exported graph (dropout off) against the baselines on validation and test windows,
+    printed; ExportError when it loses on the held-out windows and `allow_worse` is not set."""
+
+    def point(x: FloatArray) -> FloatArray:
+        return last_step(onnx_model.run_chunked(x))
+
+    season = max(1, task.config.season)
+    comparisons = {
+        "validation": compare(task, task.valid, point, task.valid_origins, season, "validation")
+    }
+    if task.test is not None:
+        comparisons["test"] = compare(task, task.test, point, task.test_origins, season, "test")
+    for comparison in comparisons.values():
+        print(table(comparison), flush=True)
+    verdict = decide(comparisons, allow_worse)
+    print(f"gate ({verdict['split']} windows): {verdict['message']}", flush=True)
+    if not verdict["passed"]:
+        if not allow_worse:
+            raise ExportError(
+                f"not exported: on the {verdict['split']} windows the {verdict['message']}; "
+                "pass --allow-worse-than-baseline to export it anyway"
+            )
+        print("gate: exported anyway (--allow-worse-than-baseline)", flush=True)
+    return {**comparisons, "gate": verdict}
+
+
 def naive_errors(windows: Windows, season: int, unit: float) -> dict[str, Any]:
     """`naive` (last value) and, for a season > 1, `naive_<season>` errors on these windows."""
     truth = last_step(windows.y)
@@ -272,22 +302,29 @@ def naive_errors(windows: Windows, season: int, unit: float) -> dict[str, Any]:
     return out
 
 
-CALIBRATION_BLOCK = 7  # windows per block of the interleaved split (a week of daily data)
+# Held-out windows needed to calibrate at all (below tasks.MIN_CALIBRATION_WINDOWS the task warns).
+CALIBRATION_MIN_FIT = 10
 
 
-def calibration_split(n: int, split: str) -> tuple[Any, Any]:
+def calibration_block(n: int, season: int) -> int:
+    """Windows per block of the interleaved split: one season (a week of daily data, a day of
+    hourly), 7 without one, and small enough for at least 4 blocks."""
+    return max(1, min(season if season > 1 else 7, n // 4))
+
+
+def calibration_split(n: int, split: str, block: int = 7) -> tuple[Any, Any]:
     """Indices (fit, check) of the test windows, in time order.
 
-    `interleaved`: alternate blocks of CALIBRATION_BLOCK consecutive windows, so both parts span
-    the same seasons and holidays (the default: a time-ordered split of a June..February test
-    period fits on summer and checks on the holiday season); neighbouring blocks share target
+    `interleaved`: alternate blocks of `block` consecutive windows (calibration_block), so both
+    parts span the same seasons and holidays (the default: a time-ordered split of a June..February
+    test period fits on summer and checks on the holiday season); neighbouring blocks share target
     days, which makes the check somewhat optimistic. `halves`: the first half fits, the second
     checks, as a forecaster meets the future.
     """
     if split == "halves":
         return np.arange(n // 2), np.arange(n // 2, n)
-    block = (np.arange(n) // CALIBRATION_BLOCK) % 2
-    return np.flatnonzero(block == 0), np.flatnonzero(block == 1)
+    parity = (np.arange(n) // block) % 2
+    return np.flatnonzero(parity == 0), np.flatnonzero(parity == 1)
 
 
 def fit_calibration(method: str, samples: FloatArray, truth: FloatArray) -> dict[str, Any]:
@@ -313,15 +350,17 @@ def calibrate(onnx_model: OnnxForecaster, task: Task, seed: int) -> dict[str, An
     `conformal` (default): split-conformal quantiles of |y - MC mean| / MC std per step and level;
     `spread_factor`: one factor on the MC spread per step (fits 80% but not the heavy tails).
     The split is task.config.calibration_split; the other split's coverage is recorded too."""
-    if task.test is None or not onnx_model.masks or len(task.test) < 20:
+    if task.test is None or not onnx_model.masks or len(task.test) < CALIBRATION_MIN_FIT:
         return None
     truth = last_step(task.test.y)
     samples = onnx_model.mc_samples(task.test.x, MC_SAMPLES, seed + 1)
     method, split = task.config.calibration, task.config.calibration_split
     out: dict[str, Any] = {"method": method, "split": split}
     dates = task.test_dates
+    block = calibration_block(len(truth), task.config.season)
+    out["block"] = block
     for name in (split, *(s for s in ("interleaved", "halves") if s != split)):
-        fit, check = calibration_split(len(truth), name)
+        fit, check = calibration_split(len(truth), name, block)
         fitted = fit_calibration(method, samples[:, fit], truth[fit])
         result = {
             "fit_windows": len(fit),
@@ -335,10 +374,12 @@ def calibrate(onnx_model: OnnxForecaster, task: Task, seed: int) -> dict[str, An
             result["fit_period"] = f"{dates[fit[0]]}..{dates[fit[-1]]}"
             result["check_period"] = f"{dates[check[0]]}..{dates[check[-1]]}"
         if name == split:
-            out |= fitted | {"coverage_levels": list(COVERAGE_LEVELS)} | result
+            out |= {"coverage_levels": list(COVERAGE_LEVELS)} | result
         else:
             out[f"check_{name}"] = result
-    return out
+    # The split measured the method on windows its fit never saw; the served calibration is
+    # fitted on every held-out window (twice the data: steadier tails on small test parts).
+    return out | fit_calibration(method, samples, truth) | {"served_fit_windows": len(truth)}
 
 
 def _mean_coverage(coverage: dict[str, list[float]]) -> dict[str, float]:
@@ -359,9 +400,18 @@ def export(
     architecture: str,
     training_info: dict[str, Any],
     version: int = 1,
+    allow_worse: bool = False,
 ) -> dict[str, Any]:
-    """Convert, check, measure and write models/<name>/ atomically; returns forecaster.json."""
+    """Convert, check, measure and write models/<name>/ atomically; returns forecaster.json.
+
+    Refused (ExportError, nothing written) when the model loses to the best baseline over the
+    horizon on the held-out windows, unless `allow_worse` (training.comparison)."""
     started = time.monotonic()
+    laps: dict[str, float] = {}
+
+    def lap(phase: str) -> None:  # where export's time goes, printed at the end
+        laps[phase] = time.monotonic() - started - sum(laps.values())
+
     model = with_repeat_rows(model)  # runs saved before RepeatRows existed export with it too
     masks = mask_inputs(model)
     rate = dropout_rate(model)
@@ -374,24 +424,33 @@ def export(
         onnx_path.parent.mkdir(parents=True)
         print(f"export: converting with tf2onnx {tf2onnx.__version__}, opset {OPSET}", flush=True)
         output = convert(model, onnx_path)
+        lap("convert")
         onnx_model = OnnxForecaster(onnx_path, masks, rate, repeat_rows)
         parity = check_parity(model, onnx_model, task)
+        lap("parity")
         print(f"export: parity Keras vs ORT, dropout off: max abs diff {parity:.2e}", flush=True)
+        baselines = compare_with_baselines(onnx_model, task, allow_worse)
+        lap("baselines")
         x_check = (
             task.valid.x
             if len(task.valid) >= 200
             else task.sample_inputs(200, task.config.input_length, np.random.default_rng(0))
         )
         mc = check_mc(model, onnx_model, onnx_path, x_check)
+        lap("MC checks")
         print(f"export: MC dropout checks passed {mc}", flush=True)
         floor = max(2, task.config.season) if task.config.scaling == "window" else 2
         for layer in all_layers(model):  # a window-level layer reads its last `weeks` seasons
             if hasattr(layer, "weeks") and hasattr(layer, "season"):
                 floor = max(floor, layer.season * layer.weeks)
         min_length = measure_min_length(onnx_model, task.valid, task.config.input_length, floor)
+        lap("min_length")
         metrics, preds = evaluate(onnx_model, task, task.config.seed)
+        lap("validation metrics")
         metrics["checks"] = {"parity_max_abs_diff": parity, **mc}
+        metrics["baselines"] = baselines
         calibration = calibrate(onnx_model, task, task.config.seed)
+        lap("calibration")
         if calibration is not None and "samples" in preds:  # the report draws the served band
             served = apply_calibration(calibration, preds.pop("samples"))
             preds["lo"], preds["hi"] = np.quantile(served, [0.05, 0.95], axis=0)
@@ -459,5 +518,11 @@ def export(
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)
-    print(f"export: wrote {out_dir} in {time.monotonic() - started:.1f}s", flush=True)
+    lap("report and write")
+    print(
+        f"export: wrote {out_dir} in {time.monotonic() - started:.1f}s ("
+        + ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in laps.items())
+        + ")",
+        flush=True,
+    )
     return spec

@@ -11,6 +11,8 @@ import pytest
 pytestmark = pytest.mark.slow
 
 SMALL = ["--epochs", "2", "--units", "12", "--synthetic-sizes", "600", "300", "10"]
+SMALL += ["--allow-worse-than-baseline"]  # a two-epoch model is not meant to beat them
+SMALL += ["--normalization", "global"]  # these tests assert the vector head; instance: below
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +192,7 @@ def test_csv_multivariate_window_model_exports_and_serves(workdir: Path) -> None
             "2",
             "--units",
             "8",
+            "--allow-worse-than-baseline",
             "--out",
             str(out),
             "--runs-dir",
@@ -240,3 +243,68 @@ def test_csv_multivariate_window_model_exports_and_serves(workdir: Path) -> None
         missing = client.post("/v1/models/cta/forecast", json={"series": rows, "horizon": 20})
         assert missing.status_code == 422
         assert "future_covariates" in missing.json()["error"]["message"]
+
+
+def level_shift_csv(path: Path) -> Path:
+    """Two sines + noise whose level jumps by 8 after the training part: daily, 900 days."""
+    rng = np.random.default_rng(0)
+    t = np.arange(900)
+    values = (
+        np.sin(2 * np.pi * t / 7) + 0.5 * np.sin(2 * np.pi * t / 30) + 0.1 * rng.normal(size=900)
+    )
+    values[600:] += 8.0
+    dates = np.datetime64("2020-01-01") + t
+    path.write_text(
+        "date,value\n" + "".join(f"{d},{v:.4f}\n" for d, v in zip(dates, values, strict=False))
+    )
+    return path
+
+
+def test_auto_normalization_chooses_on_validation_and_the_gate_is_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A level shift between training and validation: instance normalisation wins the choice; the
+    baseline comparison (naive, seasonal naive, linear, AutoETS) is printed and stored."""
+    from training.cli import main
+
+    data = level_shift_csv(tmp_path / "shift.csv")
+    out = tmp_path / "models" / "shift"
+    argv = ["train", "--model", "gru", "--name", "shift", "--data", str(data), "--target", "value"]
+    argv += ["--train-end", "2021-08-22", "--valid-end", "2022-01-31", "--test-end", "2022-06-18"]
+    argv += ["--input-length", "28", "--horizon", "7", "--kind", "seq2vec", "--epochs", "4"]
+    argv += ["--units", "16", "--allow-worse-than-baseline"]
+    code = main([*argv, "--out", str(out), "--runs-dir", str(tmp_path / "runs")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "normalisation" in printed
+    assert "keeping instance" in printed
+    assert "seasonal_naive_7" in printed
+    assert "auto_ets" in printed
+    spec = json.loads((out / "forecaster.json").read_text())
+    assert spec["training"]["normalization"] == "instance"
+    baselines = spec["metrics"]["baselines"]
+    assert set(baselines) == {"validation", "test", "gate"}
+    methods = baselines["test"]["methods"]
+    assert set(methods) == {"model", "naive", "seasonal_naive_7", "linear", "auto_ets"}
+    assert all(len(m["mae_per_step"]) == 7 for m in methods.values())
+    assert baselines["gate"]["split"] == "test"
+    # The normalised model follows the new level; the global one would pull back towards 0.
+    assert methods["model"]["mae"] < 2.0
+
+
+def test_the_gate_refuses_a_model_worse_than_a_baseline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.cli import main
+
+    argv = ["train", "--model", "lstm", "--name", "weak", "--epochs", "1", "--units", "4"]
+    argv += ["--synthetic-sizes", "300", "200", "100", "--normalization", "global"]
+    out = tmp_path / "models" / "weak"
+    code = main([*argv, "--out", str(out), "--runs-dir", str(tmp_path / "runs")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "not exported" in err
+    assert "--allow-worse-than-baseline" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    assert (tmp_path / "runs" / "weak" / "model.keras").exists()  # the work is kept
