@@ -263,6 +263,12 @@ def load_repository(settings: Settings) -> Repository:
     for m in models:
         if m.ready:
             logger.info("model %s ready on %s", m.name, m.device)
+            if m.spec is not None and m.spec.masks and m.spec.calibration is None:
+                logger.warning(
+                    "model %s has no interval calibration: its MC-dropout intervals are raw "
+                    "(answers say calibrated: false) and usually too narrow",
+                    m.name,
+                )
         else:
             logger.error("model %s unavailable: %s", m.name, m.reason)
     return Repository(models, strict=settings.strict_readiness)

@@ -362,6 +362,15 @@ def normalization_candidates(args: argparse.Namespace, task: Task) -> list[str]:
         if args.normalization == "instance":
             raise TrainingError("--normalization instance and --scaling window are alternatives")
         return ["global"]
+    if task.panel_ids is not None:
+        # Each series was divided by its own scale for training, but the service sends raw
+        # values: only a model that normalises each window itself serves them right.
+        if args.normalization == "global":
+            raise TrainingError(
+                "--normalization global cannot serve many series of different scales: the model "
+                "must normalise each window (instance, the default for --format long and m4)"
+            )
+        return ["instance"]
     if args.normalization == "auto":
         return ["instance", "global"]
     return [str(args.normalization)]

@@ -297,7 +297,7 @@ def naive_errors(windows: Windows, season: int, unit: float) -> dict[str, Any]:
     """`naive` (last value) and, for a season > 1, `naive_<season>` errors on these windows."""
     truth = last_step(windows.y)
     out = {"naive": errors(naive_forecast(windows), truth, unit)}
-    if season > 1:
+    if 1 < season <= windows.x.shape[1]:
         out[f"naive_{season}"] = errors(naive_forecast(windows, season=season), truth, unit)
     return out
 

@@ -308,3 +308,50 @@ def test_the_gate_refuses_a_model_worse_than_a_baseline(
     assert len(err.strip().splitlines()) == 1
     assert not out.exists()
     assert (tmp_path / "runs" / "weak" / "model.keras").exists()  # the work is kept
+
+
+def test_a_global_model_on_many_series_serves_any_scale(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """M4's wide format: one model across series of very different scales, trained on each series
+    divided by its own scale, served on raw values (the graph normalises each window)."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+    from training.cli import main
+
+    rng = np.random.default_rng(0)
+    t = np.arange(64)
+    rows, tests = [], []
+    for i in range(12):
+        scale = 10.0 ** rng.integers(0, 5)
+        series = scale * (5 + np.sin(2 * np.pi * t / 8 + i) + 0.05 * t + 0.1 * rng.normal(size=64))
+        rows.append(f'"W{i + 1}",' + ",".join(f"{v:.4f}" for v in series[:60]))
+        tests.append(f'"W{i + 1}",' + ",".join(f"{v:.4f}" for v in series[60:]))
+    header = ",".join(f'"V{j + 1}"' for j in range(61))
+    (tmp_path / "train.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    (tmp_path / "test.csv").write_text(",".join(f'"V{j + 1}"' for j in range(5)) + "\n")
+    with (tmp_path / "test.csv").open("a") as f:
+        f.write("\n".join(tests) + "\n")
+    out = tmp_path / "models" / "panel"
+    argv = ["train", "--model", "gru", "--name", "panel", "--data", str(tmp_path / "train.csv")]
+    argv += ["--test-data", str(tmp_path / "test.csv"), "--frequency", "W"]
+    argv += ["--input-length", "16", "--horizon", "4", "--kind", "seq2vec", "--epochs", "2"]
+    argv += ["--units", "8", "--allow-worse-than-baseline"]
+    code = main([*argv, "--out", str(out), "--runs-dir", str(tmp_path / "runs")])
+    assert code == 0
+    spec = json.loads((out / "forecaster.json").read_text())
+    assert spec["training"]["normalization"] == "instance"
+    assert spec["scaling"]["method"] == "none"
+    window = [5 + np.sin(2 * np.pi * k / 8) for k in range(16)]
+    with TestClient(create_app(Settings(models_dir=out.parent))) as client:
+        answers = [
+            client.post(
+                "/v1/models/panel/forecast",
+                json={"series": [v * factor for v in window], "horizon": 4},
+            )
+            for factor in (1.0, 1000.0)
+        ]
+    small, large = (np.asarray(a.json()["forecasts"][0]["mean"]) for a in answers)
+    np.testing.assert_allclose(large, 1000.0 * small, rtol=1e-3)
