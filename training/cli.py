@@ -237,35 +237,46 @@ def parser() -> argparse.ArgumentParser:
     optimize.add_argument("folders", type=Path, nargs="+", metavar="FOLDER", help="models/NAME")
     backtest = sub.add_parser(
         "backtest",
-        help="rolling-origin backtest of an exported model through the service, against naive, "
-        "seasonal naive and AutoETS forecasts of the same origins",
+        help="backtest an exported model through the service: rolling origins over one series "
+        "(--start, --end) against naive, seasonal naive and AutoETS; or each series of a panel "
+        "forecast once and scored on its continuation (--test-data) as M4 scores, against Naive2, "
+        "naive, seasonal naive, SES, Theta and AutoETS",
     )
     backtest.add_argument("--model", type=Path, required=True, help="models/NAME")
-    backtest.add_argument("--data", type=Path, required=True, help="a CSV file")
+    backtest.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="a CSV file: one series, or with --test-data a panel's histories",
+    )
     backtest.add_argument("--date-column", default="date")
     backtest.add_argument("--target", help="the CSV column of the target (default: the model's)")
     backtest.add_argument(
-        "--frequency", help="pandas frequency (default: the model's, or inferred)"
+        "--frequency",
+        help="pandas frequency (default: the model's, or inferred); --format m4: the series' "
+        "frequency (default: from M4's ids, W1, M1...)",
     )
     backtest.add_argument("--date-format", help="strptime layout of the dates, e.g. %%m/%%d/%%Y")
     backtest.add_argument("--dayfirst", action="store_true", help="read 01/02/2020 as 1 February")
     backtest.add_argument("--fill-gaps", choices=("error", "interpolate"), default="error")
-    backtest.add_argument("--start", required=True, help="first date a forecast may start")
-    backtest.add_argument("--end", required=True, help="last date a forecast may start")
+    backtest.add_argument("--start", help="first date a forecast may start (one series: required)")
+    backtest.add_argument("--end", help="last date a forecast may start (one series: required)")
     backtest.add_argument(
         "--stride", type=positive, help="steps between origins (default: the model horizon)"
     )
     backtest.add_argument(
         "--season",
         type=positive,
-        help="season of the baselines and of MASE (default from the frequency: 24 hourly, 7 daily, "
-        "52 weekly, 12 monthly, 4 quarterly, else 1)",
+        help="one series: season of the baselines and of MASE (default from the frequency: 24 "
+        "hourly, 7 daily, 52 weekly, 12 monthly, 4 quarterly, else 1); --test-data: M4's "
+        "seasonality m of MASE, Naive2, SES, Theta and AutoETS (default as M4: 24 hourly, 12 "
+        "monthly, 4 quarterly, 1 weekly, daily and yearly)",
     )
     backtest.add_argument(
         "--levels", type=int, nargs="+", default=[80, 95], help="central interval levels, in %%"
     )
     backtest.add_argument(
-        "--samples", type=int, default=100, help="MC-dropout paths per origin (0: no intervals)"
+        "--samples", type=int, default=100, help="MC-dropout paths per forecast (0: no intervals)"
     )
     backtest.add_argument(
         "--seed", type=int, default=0, help="MC-dropout seed of the first request"
@@ -273,12 +284,54 @@ def parser() -> argparse.ArgumentParser:
     backtest.add_argument("--url", help="a running service (default: start one on 127.0.0.1)")
     backtest.add_argument("--api-key", help="with --url: the service's API key")
     backtest.add_argument("--out", type=Path, help="write the report here (markdown)")
+    panel = backtest.add_argument_group("panel (M4-style evaluation of a global model)")
+    panel.add_argument(
+        "--test-data",
+        type=Path,
+        help="each series' continuation (M4's *-test.csv, or long rows right after each history): "
+        "every series is forecast once, from its raw last input_length points, over the model's "
+        "horizon, which must equal the test horizon; series with fewer than the model's "
+        "min_length points get the naive forecast (counted in a note)",
+    )
+    panel.add_argument(
+        "--format",
+        dest="data_format",
+        choices=("auto", "wide", "long", "m4"),
+        default="auto",
+        help="as train's: m4 (id, then values per row), long (unique_id, ds, y rows) or wide (one "
+        "series); auto: long when the file has the --id-column, m4 when it starts with V1",
+    )
+    panel.add_argument(
+        "--id-column", default="unique_id", help="the series id column of --format long"
+    )
+    panel.add_argument(
+        "--no-ets", action="store_true", help="skip AutoETS, the slowest baseline per series"
+    )
+    panel.add_argument("--no-theta", action="store_true", help="skip Theta")
+    panel.add_argument(
+        "--jobs",
+        type=positive,
+        default=2,
+        help="processes fitting Theta and AutoETS on the series (default 2)",
+    )
     return root
 
 
 def run_backtest(args: argparse.Namespace) -> int:
-    from training.backtest import BacktestConfig, run
+    from training.backtest import BacktestConfig, run, run_panel
 
+    if args.test_data is None:
+        if args.data_format in ("long", "m4"):
+            raise TrainingError(
+                f"--format {args.data_format} is a panel: give --test-data FILE, each series' "
+                "continuation"
+            )
+        missing = [flag for flag in ("--start", "--end") if getattr(args, flag[2:]) is None]
+        if missing:
+            raise TrainingError(
+                f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required for a "
+                "one-series CSV (a panel: --test-data FILE)"
+            )
     config = BacktestConfig(
         model=args.model,
         data=args.data,
@@ -298,8 +351,17 @@ def run_backtest(args: argparse.Namespace) -> int:
         url=args.url,
         api_key=args.api_key,
         out=args.out,
+        test_data=args.test_data,
+        data_format=args.data_format,
+        id_column=args.id_column,
+        ets=not args.no_ets,
+        theta=not args.no_theta,
+        jobs=args.jobs,
     )
-    run(config, log=lambda line: print(line, flush=True))
+    if args.test_data is not None:
+        run_panel(config, log=lambda line: print(line, flush=True))
+    else:
+        run(config, log=lambda line: print(line, flush=True))
     return 0
 
 
