@@ -53,7 +53,7 @@ ANCHOR = "anchor: FastAPI+ORT"
 CONSTANT = "anchor: constant"
 CEILING = "ORT alone"
 MC_KIND = "MC 100 + quantiles"
-MC_TARGET_MODEL, MC_TARGET_C = "lstm", 16  # the MC target (#5)
+MC_TARGET_MODEL, MC_TARGET_C = "lstm", 16  # the MC target
 # What each target runs: the anchors skip the rollout (and the constant one everything but next-step).
 KINDS_FOR = {
     SERVICE_ON: ("next-step", MC_KIND, "100-step rollout"),

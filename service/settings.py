@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     # Micro-batching (service/batching.py): concurrent calls to one model share one ORT call.
     batching: bool = True
     # ORT's cost per row rises beyond ~128-256 rows (cache): measured 43 us/row for lstm at 128,
-    # 57 at 256, 83 at 1600; gru keeps falling to ~40 (docs/deployment.md, Performance).
+    # 57 at 256, 83 at 1600; gru keeps falling to ~40 (docs/performance.md, Micro-batching).
     batch_max_rows: int = Field(default=128, ge=1, description="rows per batched ORT call")
     batch_max_wait_ms: float = Field(
         default=0.0, ge=0.0, description="how long an idle model waits for more rows; 0: greedy"
@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     # the app for its worker process. Python's 5 ms default leaves a finished ORT call waiting that
     # long for the event loop to let go of the GIL: measured at c=64, one worker, next-step
     # requests/s 5,900-6,500 -> 8,100-9,800 at 0.2 ms (lstm, wavenet), MC-100 unchanged
-    # (docs/deployment.md). 0 keeps Python's default.
+    # (docs/performance.md, Settings that matter). 0 keeps Python's default.
     gil_switch_interval_ms: float = Field(
         default=0.2,
         ge=0.0,
@@ -60,7 +60,7 @@ class Settings(BaseSettings):
     # across a model call, so its coroutines, futures and dicts survive young collections and
     # reach the oldest generation, whose full collections walk every object of the process (the
     # loaded app, ~76,000): measured at c=64 on lstm, 11 full collections of 40 ms each in 5 s and
-    # 15% of the event loop in the collector (docs/deployment.md, Fifth round). Forecast requests
+    # 15% of the event loop in the collector (docs/performance.md, Settings that matter). Forecast requests
     # make no reference cycles (a 14,000-request run with the collector off: nothing to collect),
     # so the lifespan freezes what exists after the models load (`gc.freeze`: never walked
     # again) and raises the first generation's threshold to this many net allocations.

@@ -373,6 +373,17 @@ def run_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def units(value: float) -> str:
+    """A number in the data's units with 3 significant digits (riders: 19,741; degrees: 3.13)."""
+    import math
+
+    value = float(value)
+    if not math.isfinite(value) or value == 0:
+        return f"{value:g}"
+    decimals = max(0, min(6, 2 - math.floor(math.log10(abs(value)))))
+    return f"{value:,.{decimals}f}"
+
+
 def metrics_table(spec: dict[str, Any]) -> str:
     """Validation MSE per horizon step: model (dropout off, MC mean) against the baselines."""
     metrics = spec["metrics"]
@@ -458,7 +469,7 @@ def next_step_error(model: Any, task: Task) -> str:
     error = np.abs(last_step(predict(model, task.valid.x)) - last_step(task.valid.y))[:, 0]
     if task.scaling.method == "none":
         return f"validation next-step MAE {float(error.mean()):.5f}"
-    return f"validation next-step MAE {float(error.mean()) * task.scaling.scale[0]:,.0f}"
+    return f"validation next-step MAE {units(float(error.mean()) * task.scaling.scale[0])}"
 
 
 def screening_table(model: Any, task: Task) -> str:
@@ -481,11 +492,11 @@ def screening_table(model: Any, task: Task) -> str:
         naive_mae = np.asarray(errors(naive, truth)["mae_per_step"]) * unit
         wins = int((model_mae < naive_mae).sum())
         lines.append(
-            f"screen {label}: next-step MAE {model_mae[0]:,.0f} (naive_{task.config.season} "
-            f"{naive_mae[0]:,.0f}); mean over steps {model_mae.mean():,.0f} "
-            f"({naive_mae.mean():,.0f}); steps beating naive {wins}/{len(model_mae)}"
+            f"screen {label}: next-step MAE {units(model_mae[0])} (naive_{task.config.season} "
+            f"{units(naive_mae[0])}); mean over steps {units(model_mae.mean())} "
+            f"({units(naive_mae.mean())}); steps beating naive {wins}/{len(model_mae)}"
         )
-        lines.append(f"screen {label} per step: " + " ".join(f"{v:,.0f}" for v in model_mae))
+        lines.append(f"screen {label} per step: " + " ".join(units(v) for v in model_mae))
     return "\n".join(lines)
 
 
@@ -650,16 +661,16 @@ def export_and_report(
     print(line + f"; min_length {spec['min_length']}")
     if "mae_original_units" in m["model"]:
         parts = [
-            f"{k} {v['mae_original_units']:,.0f}"
+            f"{k} {units(v['mae_original_units'])}"
             for k, v in m.items()
             if isinstance(v, dict) and "mae_original_units" in v
         ]
         print(f"{name}: validation MAE in data units: " + ", ".join(parts))
-        print(f"{name}: next-step MAE {m['model']['mae_original_units_per_step'][0]:,.0f}")
+        print(f"{name}: next-step MAE {units(m['model']['mae_original_units_per_step'][0])}")
     if "drift" in m:
         drift = m["drift"]
         parts = [
-            f"{k} {v['mae_original_units']:,.0f}" for k, v in drift.items() if isinstance(v, dict)
+            f"{k} {units(v['mae_original_units'])}" for k, v in drift.items() if isinstance(v, dict)
         ]
         print(f"{name}: MAE over {drift['period']}: " + ", ".join(parts))
     if spec.get("calibration"):

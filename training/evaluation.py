@@ -32,9 +32,9 @@ def errors(
         "mae_per_step": [float(v) for v in np.mean(np.abs(diff), axis=0)],
     }
     if unit != 1.0:
-        out["mae_original_units"] = round(float(np.mean(np.abs(diff))) * unit, 1)
+        out["mae_original_units"] = float(f"{float(np.mean(np.abs(diff))) * unit:.6g}")
         out["mae_original_units_per_step"] = [
-            round(float(v) * unit, 1) for v in np.mean(np.abs(diff), axis=0)
+            float(f"{float(v) * unit:.6g}") for v in np.mean(np.abs(diff), axis=0)
         ]
     return out
 

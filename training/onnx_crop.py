@@ -23,7 +23,7 @@ is then the original's. Outputs compared with the graph before (tests/training/t
 
 Blocks whose need is `min_steps` or more are left whole: a `Slice` between two convolutions
 takes the stream out of ORT's blocked (NCHWc) layout and back, which costs more than the steps it
-saves once they are few (measured, docs/deployment.md).
+saves once they are few (measured, docs/performance.md).
 
 Only that exact pattern is rewritten (kernel [1, k], stride 1, causal left pads, the stream read
 by nothing but its block, the MC-dropout site and shape reads; a head of step-wise nodes up to
