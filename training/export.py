@@ -256,7 +256,7 @@ def evaluate(
     if task.drift is not None:
         drift_truth = last_step(task.drift.y)
         metrics["drift"] = {
-            "period": task.config.drift_eval,
+            "period": task.config.drift_eval or task.config.test_data,
             "windows": len(task.drift),
             "model": errors(last_step(onnx_model.run_chunked(task.drift.x)), drift_truth, unit),
             **naive_errors(task.drift, task.config.season, unit),
@@ -277,7 +277,7 @@ def compare_with_baselines(
     comparisons = {
         "validation": compare(task, task.valid, point, task.valid_origins, season, "validation")
     }
-    if task.test is not None:
+    if task.test is not None and task.test is not task.valid:
         comparisons["test"] = compare(task, task.test, point, task.test_origins, season, "test")
     for comparison in comparisons.values():
         print(table(comparison), flush=True)

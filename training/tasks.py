@@ -475,16 +475,27 @@ def build_panel_task(config: TaskConfig, data_format: str) -> Task:
         f"(at most {cap} per series), validation on each series' last {horizon} points"
         + (f", test on {config.test_data}" if test_panel is not None else "")
     )
+    validation = joined(valid)
     return Task(
         config,
         train_windows,
-        joined(valid),
+        validation,
         [target],
         Scaling.identity(1),
         frequency,
         description,
-        notes,
-        test=joined(test) if test else None,
+        [
+            *notes,
+            f"the intervals are calibrated and the baseline gate decided on each series' last "
+            f"{horizon} points (the validation windows, used for early stopping only)"
+            + (
+                f"; {config.test_data} is scored as an extra evaluation, never to decide"
+                if test
+                else ""
+            ),
+        ],
+        test=validation,
+        drift=joined(test) if test else None,
         panel_ids=ids,
         series_scales=scales,
         panel_series=scaled_series,

@@ -271,8 +271,9 @@ def test_train_reads_an_m4_panel_with_its_test_file(
     assert task.config.max_windows_per_series == 2
     assert task.panel_ids == ["W1", "W2", "W3"]
     assert (len(task.train), len(task.valid)) == (5, 3)
-    assert task.test is not None
-    assert len(task.test) == 3
+    assert task.test is task.valid  # calibration and the gate: never the --test-data
+    assert task.drift is not None
+    assert len(task.drift) == 3
     assert task.frequency == "W"
 
 

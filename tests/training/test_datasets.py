@@ -312,9 +312,9 @@ def test_panel_task_windows_each_series_scaled_by_its_own_level() -> None:
     assert len(task.valid) == 3
     np.testing.assert_allclose(task.valid.x[0, :, 0] * 4.5, [5, 6, 7, 8])
     np.testing.assert_allclose(task.valid.y[0] * 4.5, [9, 10])
-    assert task.test is not None
-    np.testing.assert_allclose(task.test.x[1, :, 0] * 11.0, [18, 20, 22, 24])
-    np.testing.assert_allclose(task.test.y[1] * 11.0, [25, 26])
+    assert task.drift is not None
+    np.testing.assert_allclose(task.drift.x[1, :, 0] * 11.0, [18, 20, 22, 24])
+    np.testing.assert_allclose(task.drift.y[1] * 11.0, [25, 26])
     sample = task.sample_inputs(5, 9, np.random.default_rng(0))
     assert sample.shape == (5, 9, 1)  # only W2 (12 points) and W1 (10) are that long
     capped = build_task(TaskConfig(**{**config.to_json(), "max_windows_per_series": 2}))
@@ -334,9 +334,9 @@ def test_long_panel_task_tests_on_the_following_rows() -> None:
     assert task.panel_ids == ["A", "B", "C"]
     assert task.frequency == "D"
     assert task.train.y.shape[1:] == (2, 2)  # seq2seq
-    assert task.test is not None
+    assert task.drift is not None
     assert task.series_scales is not None
-    np.testing.assert_allclose(task.test.y[2, -1] * task.series_scales[2], [7, 8])
+    np.testing.assert_allclose(task.drift.y[2, -1] * task.series_scales[2], [7, 8])
     rebuilt = build_task(TaskConfig(**config.to_json()))  # export --run rebuilds from run.json
     np.testing.assert_array_equal(rebuilt.train.x, task.train.x)
     with pytest.raises(DataError, match="--covariates apply to one-series CSVs"):

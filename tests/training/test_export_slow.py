@@ -353,5 +353,10 @@ def test_a_global_model_on_many_series_serves_any_scale(
             )
             for factor in (1.0, 1000.0)
         ]
+        card = client.get("/v1/models/panel").json()
+    gate = card["metrics"]["baselines"]["gate"]  # the comparison is on the model's card
+    assert gate["split"] == "validation"  # each series' last points; the --test-data only scored
+    assert gate["allowed_worse"] == (not gate["passed"])
+    assert spec["metrics"]["drift"]["windows"] == 12
     small, large = (np.asarray(a.json()["forecasts"][0]["mean"]) for a in answers)
     np.testing.assert_allclose(large, 1000.0 * small, rtol=1e-3)
