@@ -8,7 +8,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 
 .DEFAULT_GOAL := help
 .PHONY: help serve test test-fast lint train export bench clean
-.PHONY: loadtest overload soak docker-smoke
+.PHONY: loadtest overload soak docker-smoke backtest quality
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ BACKTEST_ARGS ?= --date-column service_date --target rail_boardings --start 2019
 backtest: $(VENV)/.dev ## backtest models/NAME through the service vs baselines: make backtest NAME=cta_rail (docs/quality/NAME.md)
 	@test -n "$(NAME)" || { echo "usage: make backtest NAME=<folder in models/> [BACKTEST_DATA=file.csv BACKTEST_ARGS='--date-column ... --start ... --end ...']"; exit 2; }
 	$(PY) -m training backtest --model models/$(NAME) --data $(BACKTEST_DATA) $(BACKTEST_ARGS) --out docs/quality/$(NAME).md
+
+quality: $(VENV)/.dev ## train the documented models on public series and backtest them through the service (about an hour): docs/quality/*.md
+	DATA=$(or $(DATA),../shared/data/realworld) PY=$(PY) bash docs/quality/reproduce.sh
 
 $(VENV)/.load: pyproject.toml $(VENV)/.serve
 	$(PIP) install -e '.[cpu,load]'

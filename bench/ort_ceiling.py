@@ -24,6 +24,8 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
+from forecaster_format import draw_masks
+
 
 def mc_feeds(spec: dict[str, Any], series: list[float], samples: int) -> dict[str, NDArray[Any]]:
     """The graph inputs of one MC request on a univariate `series`, as the service builds them."""
@@ -35,13 +37,12 @@ def mc_feeds(spec: dict[str, Any], series: list[float], samples: int) -> dict[st
     dropout = spec["onnx"]["mc_dropout"]
     if not dropout.get("repeat_rows", False):
         x = np.repeat(x, samples, axis=0)
-    keep = 1.0 - dropout["rate"]
-    rng = np.random.default_rng(0)
+    masks = dropout["masks"]
+    drawn = draw_masks(
+        np.random.default_rng(0), samples, [m["size"] for m in masks], dropout["rate"]
+    )
     feeds: dict[str, NDArray[Any]] = {"x": x}
-    for mask in dropout["masks"]:
-        feeds[mask["name"]] = ((rng.random((samples, mask["size"])) < keep) / keep).astype(
-            np.float32
-        )
+    feeds |= {mask["name"]: d for mask, d in zip(masks, drawn, strict=True)}
     return feeds
 
 

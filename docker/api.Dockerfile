@@ -12,6 +12,7 @@ COPY pyproject.toml README.md ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 print('\n'.join(p['dependencies'] + p['optional-dependencies']['cpu']))" > requirements.txt \
  && pip install -r requirements.txt
+COPY forecaster_format/ forecaster_format/
 COPY service/ service/
 RUN pip install --no-deps .
 

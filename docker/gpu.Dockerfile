@@ -18,8 +18,9 @@ COPY pyproject.toml README.md ./
 RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 print('\n'.join(p['dependencies'] + p['optional-dependencies']['gpu']))" > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
+COPY forecaster_format/ forecaster_format/
 COPY service/ service/
-RUN pip install --no-deps . && rm -rf service pyproject.toml README.md \
+RUN pip install --no-deps . && rm -rf forecaster_format service pyproject.toml README.md \
  && (userdel --remove ubuntu 2>/dev/null || true) \
  && useradd --uid 1000 --user-group --no-create-home --home-dir /app app
 COPY --chown=1000:1000 models/ /app/models/

@@ -15,6 +15,7 @@ RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['p
 o = p['optional-dependencies']; print('\n'.join(p['dependencies'] + o['cpu'] + o['train']))" \
     > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
+COPY forecaster_format/ forecaster_format/
 COPY service/ service/
 COPY training/ training/
 RUN pip install --no-deps . \

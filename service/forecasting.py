@@ -13,13 +13,14 @@ from typing import Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from forecaster_format import Calibration, ForecasterSpec, conformal_map, draw_masks, spread_map
+from forecaster_format import signed_scores as format_signed_scores
 from service.errors import (
     InvalidRequestError,
     InvalidSeriesError,
     LimitExceededError,
     UnsupportedForecastError,
 )
-from service.repository import Calibration, ForecasterSpec
 from service.settings import Settings
 
 Array32 = NDArray[np.float32]
@@ -150,51 +151,28 @@ async def forecast(
 
 
 def calibrate(spec: ForecasterSpec, paths: Array64) -> Array64:
-    """Calibrate sample paths [samples, steps] with the model's calibration (docs/model-repository.md).
-
-    spread_factor: scale each step's spread around the MC mean by its factor. conformal: map each
-    path by its rank r among the S paths to the signed central level u = 2 (r + 0.5) / S - 1, then
-    to mean + sign(u) q(|u|) std, q the step's scores interpolated over the levels. Steps beyond
-    the lists reuse the last one.
-    """
+    """Calibrate sample paths [samples, steps] with the model's calibration: the format's map
+    (forecaster_format.calibration, docs/model-repository.md), as the exporter measured it."""
     calibration = spec.calibration
     assert calibration is not None
-    steps = paths.shape[1]
-    mean = paths.mean(axis=0)
     if calibration.method == "spread_factor":
-        factors = np.asarray(calibration.factors, dtype=np.float64)
-        per_step = factors[np.minimum(np.arange(steps), len(factors) - 1)]
-        widened: Array64 = mean + per_step * (paths - mean)
-        return widened
-    std = paths.std(axis=0)
-    # The path of rank r at a step gets mean + sign(u_r) q(|u_r|) std: the signed scores depend on
-    # the rank and the step only, so they come from a table per (samples, steps), built once.
-    order = np.argsort(paths, axis=0, kind="stable")  # [rank, step] -> path
-    mapped: Array64 = np.empty_like(paths, dtype=np.float64)
-    np.put_along_axis(mapped, order, mean + signed_scores(calibration, len(paths), steps) * std, 0)
-    return mapped
+        return spread_map(paths, calibration.factors)
+    table = signed_scores(calibration, len(paths), paths.shape[1])
+    return conformal_map(paths, calibration.levels, calibration.scores, table)
 
 
 SIGNED_SCORE_TABLES = 32  # per calibration: (samples, steps) pairs come from requests
 
 
 def signed_scores(calibration: Calibration, count: int, steps: int) -> Array64:
-    """sign(u) q(|u|) [count, steps] for the ranks r of `count` paths, u = 2 (r + 0.5) / count - 1
-    and q each step's scores interpolated over the levels (`calibrate`); read-only, cached on the
-    calibration for up to SIGNED_SCORE_TABLES shapes (an MC request's ~10 `np.interp` calls and the
-    rank bookkeeping were a fifth of the event loop's time under MC load, py-spy)."""
+    """The conformal map's table [count, steps] (`forecaster_format.signed_scores`), read-only and
+    cached on the calibration for up to SIGNED_SCORE_TABLES shapes (an MC request's ~10
+    `np.interp` calls and the rank bookkeeping were a fifth of the event loop's time under MC
+    load, py-spy)."""
     tables = calibration.tables
     table = tables.get((count, steps))
     if table is None:
-        u = 2.0 * (np.arange(count) + 0.5) / count - 1.0
-        grid = np.concatenate([[0.0], calibration.levels])
-        columns = []
-        for step in range(steps):
-            row = np.concatenate(
-                [[0.0], calibration.scores[min(step, len(calibration.scores) - 1)]]
-            )
-            columns.append(np.sign(u) * np.interp(np.abs(u), grid, row))
-        table = np.stack(columns, axis=1)
+        table = format_signed_scores(calibration.levels, calibration.scores, count, steps)
         table.flags.writeable = False
         if len(tables) >= SIGNED_SCORE_TABLES:
             tables.clear()
@@ -373,7 +351,7 @@ def _masks(
     """The mask inputs for `rows` x `samples`: all ones (dropout off) without a seed."""
     if seed is None:
         return _ones(tuple((m.name, m.size) for m in spec.masks), len(rows))
-    drawn = [draw_masks(spec, samples, seed, i) for i in rows]
+    drawn = [series_masks(spec, samples, seed, i) for i in rows]
     return {m.name: np.concatenate([d[m.name] for d in drawn]) for m in spec.masks}
 
 
@@ -393,16 +371,15 @@ def _ones(sites: tuple[tuple[str, int], ...], rows: int) -> dict[str, Array32]:
     return cached
 
 
-def draw_masks(spec: ForecasterSpec, samples: int, seed: int, index: int) -> dict[str, Array32]:
+def series_masks(spec: ForecasterSpec, samples: int, seed: int, index: int) -> dict[str, Array32]:
     """MC-dropout masks [samples, size] per site for the series at `index` of a request.
 
     Each series draws from its own generator, derived from the request seed and its index, so its
-    samples depend on nothing else in the request. Values are {0, 1/keep}: inverted dropout.
+    samples depend on nothing else in the request; the masks are the format's (`draw_masks`).
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
-    keep = 1.0 - spec.onnx.mc_dropout.rate
-    on, off = np.float32(1.0 / keep), np.float32(0.0)  # as (True / keep).astype(float32), once
-    return {m.name: np.where(rng.random((samples, m.size)) < keep, on, off) for m in spec.masks}
+    drawn = draw_masks(rng, samples, [m.size for m in spec.masks], spec.onnx.mc_dropout.rate)
+    return {m.name: mask for m, mask in zip(spec.masks, drawn, strict=True)}
 
 
 async def rollout(

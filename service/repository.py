@@ -3,8 +3,8 @@
 The contract is `docs/model-repository.md`. Every folder is loaded on its own; a broken one is
 logged and kept with the reason, so `GET /v1/models` can report it while the others serve.
 
-What is read, and nothing else: `forecaster.json`, parsed by pydantic (data, never code), and the
-ONNX file it names, parsed by ONNX Runtime (no custom-op libraries are registered). No pickle, no
+What is read, and nothing else: `forecaster.json`, parsed by the format's pydantic models
+(`forecaster_format`: data, never code), and the ONNX file it names, parsed by ONNX Runtime (no custom-op libraries are registered). No pickle, no
 Python module, no other file of a folder is ever opened. Every path is resolved first and must stay
 inside the models directory, so a symlink or an `onnx.file` of `../..` cannot reach elsewhere; only
 folders directly inside it whose names match `MODEL_NAME` are served.
@@ -14,14 +14,11 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
 
 import numpy as np
-from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from forecaster_format import SPEC_FILE, ForecasterSpec, SpecError, parse_spec
 from service.errors import (
     ForecastError,
     InvalidModelNameError,
@@ -34,7 +31,6 @@ from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-SPEC_FILE = "forecaster.json"
 # A model's name is its folder's name: one path component, no `..`, safe in a URL and a metric label.
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 NAME_RULE = "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit, no '..'"
@@ -54,135 +50,6 @@ def validate_model_name(name: str) -> str:
             f"name: {name[:80]!r} is not a model name ({NAME_RULE})", param="name"
         )
     return name
-
-
-class _Spec(BaseModel):
-    # Unknown keys are accepted so that training can add fields without breaking the service.
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class Scaling(_Spec):
-    method: Literal["standard", "none"]
-    mean: list[float] = []
-    scale: list[float] = []
-
-    @cached_property
-    def arrays(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """`mean` and `scale` as read-only float64 arrays, built once (every request scales)."""
-        mean = np.asarray(self.mean, dtype=np.float64)
-        scale = np.asarray(self.scale, dtype=np.float64)
-        mean.flags.writeable = scale.flags.writeable = False
-        return mean, scale
-
-
-class MaskSpec(_Spec):
-    name: str
-    size: int = Field(ge=1)
-
-
-class McDropout(_Spec):
-    method: Literal["mask_inputs"] = "mask_inputs"
-    rate: float = Field(default=0.0, ge=0.0, lt=1.0)
-    masks: list[MaskSpec] = []
-    # The graph takes one `x` row per series and P = B x S mask rows, and repeats each x row S
-    # times before its first dropout site (docs/model-repository.md): MC paths share that prefix.
-    repeat_rows: bool = False
-
-
-class TensorSpec(_Spec):
-    name: str
-    dtype: str = "float32"
-    shape: list[int | None] = []
-
-
-class OnnxSpec(_Spec):
-    file: str = "1/model.onnx"
-    opset: int | None = None
-    input: TensorSpec = TensorSpec(name="x")
-    output: TensorSpec = TensorSpec(name="y")
-    mc_dropout: McDropout = McDropout()
-
-
-class Calibration(_Spec):
-    """How MC-dropout intervals are calibrated, fitted at export on held-out data.
-
-    `spread_factor`: one factor per horizon step, paths = mean + factor * (paths - mean).
-    `conformal`: per step, the quantiles `scores[step][i]` of |y - mean| / std at the central
-    `levels[i]`; paths are mapped by rank so their central intervals are mean +- score * std.
-    Steps beyond the lists reuse the last one.
-    """
-
-    method: Literal["spread_factor", "conformal"]
-    factors: list[Annotated[float, Field(gt=0.0)]] = []
-    levels: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = []
-    scores: list[list[Annotated[float, Field(ge=0.0)]]] = []
-
-    @cached_property
-    def tables(self) -> dict[tuple[int, int], NDArray[np.float64]]:
-        """The service's signed-score tables by (samples, steps): `forecasting.signed_scores`."""
-        return {}
-
-    @model_validator(mode="after")
-    def _complete(self) -> "Calibration":
-        if self.method == "spread_factor" and not self.factors:
-            raise ValueError("spread_factor calibration needs at least one factor")
-        if self.method == "conformal":
-            if not self.levels or self.levels != sorted(set(self.levels)):
-                raise ValueError("conformal calibration needs strictly increasing levels")
-            if not self.scores:
-                raise ValueError("conformal calibration needs a row of scores per step")
-            for row in self.scores:
-                if len(row) != len(self.levels) or row != sorted(row):
-                    raise ValueError(
-                        "each row of conformal scores needs one non-decreasing score per level"
-                    )
-        return self
-
-
-class ForecasterSpec(_Spec):
-    """`forecaster.json`, schema version 1."""
-
-    schema_version: Literal[1]
-    name: str
-    version: int
-    architecture: str
-    description: str = ""
-    input_length: int = Field(ge=1)
-    min_length: int = Field(ge=1)
-    horizon: int = Field(ge=1)
-    output: Literal["sequence", "vector"]
-    features: list[str] = Field(min_length=1)
-    target: int = Field(default=0, ge=0)
-    frequency: str | None = None
-    scaling: Scaling
-    onnx: OnnxSpec
-    metrics: dict[str, Any] = {}
-    provenance: dict[str, Any] = {}
-    calibration: Calibration | None = None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "ForecasterSpec":
-        n = len(self.features)
-        if self.min_length > self.input_length:
-            raise ValueError(f"min_length={self.min_length} > input_length={self.input_length}")
-        if self.target >= n:
-            raise ValueError(f"target={self.target} is not an index of features ({n})")
-        if self.scaling.method == "standard":
-            if len(self.scaling.mean) != n or len(self.scaling.scale) != n:
-                raise ValueError(f"scaling mean and scale need one value per feature ({n})")
-            if any(s <= 0 for s in self.scaling.scale):
-                raise ValueError("scaling.scale must be > 0")
-        if self.onnx.input.name != "x":
-            raise ValueError(f"onnx.input.name must be 'x', got {self.onnx.input.name!r}")
-        return self
-
-    @property
-    def n_features(self) -> int:
-        return len(self.features)
-
-    @property
-    def masks(self) -> list[MaskSpec]:
-        return self.onnx.mc_dropout.masks
 
 
 @dataclass
@@ -321,12 +188,13 @@ def fingerprint(folder: Path) -> Fingerprint:
 
 
 def read_spec(path: Path) -> ForecasterSpec:
+    """The spec in a forecaster.json, read through the format (forecaster_format)."""
     try:
-        return ForecasterSpec.model_validate_json(path.read_bytes())
+        return parse_spec(path.read_bytes())
     except FileNotFoundError:
         raise ModelLoadError(f"{path.name} is missing") from None
-    except ValidationError as exc:
-        raise ModelLoadError(f"{path.name} is invalid: {_summary(exc)}") from None
+    except SpecError as exc:
+        raise ModelLoadError(f"{path.name} is invalid: {exc.reason}") from None
 
 
 def _open_session(folder: Path, spec: ForecasterSpec, settings: Settings) -> OnnxModel:
@@ -375,9 +243,3 @@ def _check_graph(onnx: OnnxModel, spec: ForecasterSpec) -> None:
             f"for output={spec.output!r}, horizon={spec.horizon}"
             + (", repeat_rows=true" if repeat else "")
         )
-
-
-def _summary(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:3]
-    )

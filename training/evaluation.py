@@ -84,12 +84,6 @@ def calibrate_spread(
     return factors
 
 
-def apply_spread(samples: NDArray[np.floating], factors: list[float]) -> NDArray[np.floating]:
-    mean = samples.mean(axis=0)
-    out: NDArray[np.floating] = mean + np.asarray(factors) * (samples - mean)
-    return out
-
-
 def interval_coverage(
     samples: NDArray[np.floating], truth: NDArray[np.floating], levels: tuple[float, ...]
 ) -> dict[str, list[float]]:
@@ -122,28 +116,3 @@ def conformal_scores(
     n = len(ordered)
     rows = [min(n - 1, int(np.ceil((n + 1) * level)) - 1) for level in levels]
     return [[round(float(v), 4) for v in ordered[rows, h]] for h in range(ordered.shape[1])]
-
-
-def apply_conformal(
-    samples: NDArray[np.floating], levels: list[float], scores: list[list[float]]
-) -> NDArray[np.float64]:
-    """Map MC paths [S, N, H] so their central intervals are mean +- q(level) * std.
-
-    Each path keeps its rank among the S paths of its window and step: rank r becomes the signed
-    central level u = 2 (r + 0.5) / S - 1, and the path mean + sign(u) q(|u|) std, with q the
-    stored scores interpolated over `levels` (0 at level 0; the last score beyond the last level).
-    Steps beyond the list reuse its last row. The service applies the same map
-    (service.forecasting.calibrate).
-    """
-    paths = np.asarray(samples, np.float64)
-    count, steps = paths.shape[0], paths.shape[-1]
-    mean, std = paths.mean(axis=0), paths.std(axis=0)
-    ranks = np.argsort(np.argsort(paths, axis=0, kind="stable"), axis=0, kind="stable")
-    u = 2.0 * (ranks + 0.5) / count - 1.0
-    grid = np.concatenate([[0.0], levels])
-    out = np.empty_like(paths)
-    for h in range(steps):
-        row = np.concatenate([[0.0], scores[min(h, len(scores) - 1)]])
-        q = np.interp(np.abs(u[..., h]), grid, row)
-        out[..., h] = mean[..., h] + np.sign(u[..., h]) * q * std[..., h]
-    return out

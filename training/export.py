@@ -28,6 +28,7 @@ import onnxruntime as ort
 import tensorflow as tf
 import tf2onnx
 
+from forecaster_format import SpecError, conformal_map, draw_masks, spread_map, validate_spec
 from training.architectures import (
     RepeatRows,
     all_layers,
@@ -42,8 +43,6 @@ from training.errors import ExportError
 from training.evaluation import (
     CONFORMAL_LEVELS,
     LinearBaseline,
-    apply_conformal,
-    apply_spread,
     calibrate_spread,
     conformal_scores,
     errors,
@@ -61,14 +60,6 @@ OPSET = 17
 PARITY_TOLERANCE = 1e-5
 MC_SAMPLES = 100
 COVERAGE_LEVELS = (0.5, 0.8, 0.95)
-
-
-def draw_masks(
-    rng: np.random.Generator, rows: int, widths: list[int], rate: float
-) -> list[FloatArray]:
-    """Variational MC-dropout masks, one row per path: Bernoulli(keep) / keep, float32."""
-    keep = 1.0 - rate
-    return [((rng.random((rows, w)) < keep) / keep).astype(np.float32) for w in widths]
 
 
 class OnnxForecaster:
@@ -336,10 +327,11 @@ def fit_calibration(method: str, samples: FloatArray, truth: FloatArray) -> dict
 
 
 def apply_calibration(calibration: dict[str, Any], samples: FloatArray) -> Any:
-    """The served paths [S, N, H] for raw MC samples, as the service calibrates them."""
+    """The served paths [S, N, H] for raw MC samples: the format's map, as the service applies it
+    (forecaster_format.calibration)."""
     if calibration["method"] == "conformal":
-        return apply_conformal(samples, calibration["levels"], calibration["scores"])
-    return apply_spread(samples, calibration["factors"])
+        return conformal_map(samples, calibration["levels"], calibration["scores"])
+    return spread_map(samples, calibration["factors"])
 
 
 def calibrate(onnx_model: OnnxForecaster, task: Task, seed: int) -> dict[str, Any] | None:
@@ -509,6 +501,10 @@ def export(
                 "command": " ".join(["python -m training", *sys.argv[1:]]),
             },
         }
+        try:  # what the service will read: refused here rather than unavailable there
+            validate_spec(spec)
+        except SpecError as exc:
+            raise ExportError(f"not exported: {exc}") from None
         (staging / "forecaster.json").write_text(json.dumps(spec, indent=2) + "\n")
         write_config_pbtxt(spec, staging)  # so Triton can serve the same models/ tree
         from training.report import plot_report

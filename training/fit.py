@@ -33,6 +33,22 @@ def last_time_step_mse(y_true: Any, y_pred: Any) -> Any:
     return keras.ops.mean(keras.ops.square(y_true - y_pred))
 
 
+@keras.saving.register_keras_serializable(package="forecast")  # type: ignore[untyped-decorator]
+def last_time_step_mae(y_true: Any, y_pred: Any) -> Any:
+    """MAE of the forecast made at the last time step (seq2seq) or of [B, H]: what an MAE-trained
+    model is early-stopped on."""
+    if len(y_pred.shape) == 3:
+        y_true, y_pred = y_true[:, -1], y_pred[:, -1]
+    return keras.ops.mean(keras.ops.abs(y_true - y_pred))
+
+
+def monitored(loss: str) -> str:
+    """The validation metric early stopping and the learning-rate schedule follow: the last step's
+    MAE for an MAE loss (an MSE monitor stopped an MAE-trained global model after its first
+    epoch), else the book's last-step MSE (also for Huber, which tends to it for small errors)."""
+    return "val_last_time_step_mae" if loss == "mae" else "val_last_time_step_mse"
+
+
 class EpochLine(keras.callbacks.Callback):  # type: ignore[misc]
     """One short line per epoch (CI logs have no terminal for Keras' progress bar)."""
 
@@ -47,6 +63,7 @@ class EpochLine(keras.callbacks.Callback):  # type: ignore[misc]
             f"  epoch {epoch + 1:3d}/{self.epochs}  loss {logs.get('loss', float('nan')):.5f}  "
             f"val_loss {logs.get('val_loss', float('nan')):.5f}  "
             f"val_last_step_mse {logs.get('val_last_time_step_mse', float('nan')):.5f}  "
+            f"val_last_step_mae {logs.get('val_last_time_step_mae', float('nan')):.5f}  "
             f"lr {float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)):.1e}  "
             f"{time.monotonic() - self.started:6.1f}s",
             flush=True,
@@ -70,17 +87,18 @@ def train(
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.Huber(huber_delta) if loss == "huber" else loss,
-        metrics=[last_time_step_mse],
+        metrics=[last_time_step_mse, last_time_step_mae],
     )
+    monitor = monitored(loss)
     callbacks = [
         keras.callbacks.EarlyStopping(
-            monitor="val_last_time_step_mse",
+            monitor=monitor,
             mode="min",
             patience=patience,
             restore_best_weights=True,
         ),
         keras.callbacks.ReduceLROnPlateau(
-            monitor="val_last_time_step_mse",
+            monitor=monitor,
             mode="min",
             factor=0.5,
             patience=max(2, patience // 2),
@@ -98,7 +116,7 @@ def train(
         callbacks=callbacks,
         verbose=0,
     )
-    best = int(np.argmin(history.history["val_last_time_step_mse"]))
+    best = int(np.argmin(history.history[monitor]))
     return {
         "epochs_run": len(history.history["loss"]),
         "best_epoch": best + 1,

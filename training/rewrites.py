@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from forecaster_format import SpecError, draw_masks, validate_spec
 from training.errors import TrainingError
 from training.onnx_conv import fold_conv1d
 from training.onnx_crop import crop_receptive_field
@@ -87,17 +88,15 @@ def parity_feeds(spec: dict[str, Any], seed: int = 0) -> list[dict[str, np.ndarr
     lengths = sorted({int(spec.get("min_length") or length), length, length + 9})
     repeat = bool(spec["onnx"]["mc_dropout"].get("repeat_rows"))
     masks = spec["onnx"]["mc_dropout"]["masks"]
-    keep = 1.0 - float(spec["onnx"]["mc_dropout"].get("rate") or 0.1)
+    rate = float(spec["onnx"]["mc_dropout"].get("rate") or 0.1)
     feeds = []
     for windows in (1, 3, 64):
         for paths in (1, 20) if repeat else (1,):
             for steps in lengths:
                 x = rng.standard_normal((windows, steps, len(spec["features"]))) + 3.0
                 feed = {"x": np.abs(x).astype(np.float32)}
-                rows = windows * paths
-                for mask in masks:
-                    drawn = (rng.random((rows, mask["size"])) < keep) / keep
-                    feed[mask["name"]] = drawn.astype(np.float32)
+                drawn = draw_masks(rng, windows * paths, [m["size"] for m in masks], rate)
+                feed |= {mask["name"]: d for mask, d in zip(masks, drawn, strict=True)}
                 feeds.append(feed)
     return feeds
 
@@ -120,7 +119,9 @@ def compare(before: onnx.ModelProto, after: onnx.ModelProto, spec: dict[str, Any
 
 def reoptimize(folder: Path) -> str:
     """Apply `rewrite` to the graph of a repository folder (models/NAME), check it against the
-    graph it replaces, and write it with its new sha256 in forecaster.json. Returns a summary."""
+    graph it replaces, and write it with its new sha256 in forecaster.json, validated as the
+    service reads it (forecaster_format); nothing is written unless all of it passes. Returns a
+    summary."""
     spec_path = folder / "forecaster.json"
     if not spec_path.is_file():
         raise TrainingError(f"{folder} is not a model folder: no forecaster.json")
@@ -140,9 +141,8 @@ def reoptimize(folder: Path) -> str:
         )
     staging = onnx_path.with_suffix(".onnx.tmp")
     onnx.save(after, str(staging))
-    os.replace(staging, onnx_path)
     provenance = spec.setdefault("provenance", {})
-    provenance["model_sha256"] = sha256(onnx_path)
+    provenance["model_sha256"] = sha256(staging)
     provenance.setdefault("rewrites", []).append(
         {
             "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -154,9 +154,15 @@ def reoptimize(folder: Path) -> str:
     if output_rank(after) == 2 and spec["output"] == "sequence":  # last_step_head, crop
         spec["output"] = "vector"
         spec["onnx"]["output"]["shape"] = [None, spec["horizon"]]
-    staging = spec_path.with_suffix(".json.tmp")
-    staging.write_text(json.dumps(spec, indent=2) + "\n")
-    os.replace(staging, spec_path)
+    try:
+        validate_spec(spec)
+    except SpecError as exc:
+        staging.unlink()
+        raise TrainingError(f"{folder.name}: {exc}; left as it is") from None
+    os.replace(staging, onnx_path)
+    spec_staging = spec_path.with_suffix(".json.tmp")
+    spec_staging.write_text(json.dumps(spec, indent=2) + "\n")
+    os.replace(spec_staging, spec_path)
     if (folder / CONFIG_FILE).is_file():  # Triton's config follows forecaster.json
         write_config_pbtxt(spec, folder)
     return (

@@ -36,6 +36,6 @@ def model_info(model: Model) -> ModelInfo:
             "features": spec.features,
             "uncertainty": bool(spec.masks),
             "metrics": spec.metrics,
-            "calibration": None if spec.calibration is None else spec.calibration.model_dump(),
+            "calibration": None if spec.calibration is None else spec.calibration.map_fields(),
         }
     )

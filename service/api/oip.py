@@ -21,6 +21,7 @@ from fastapi import APIRouter, Request
 from numpy.typing import NDArray
 from starlette.responses import Response
 
+from forecaster_format import ForecasterSpec
 from service import runtime
 from service.api.dependencies import RepositoryDep, SettingsDep
 from service.api.responses import OIP_PREFIX, OrjsonResponse
@@ -31,7 +32,7 @@ from service.errors import (
     ModelNotFoundError,
     ModelNotReadyError,
 )
-from service.repository import ForecasterSpec, Repository
+from service.repository import Repository
 from service.settings import Settings
 
 router = APIRouter(prefix=OIP_PREFIX, tags=["open inference protocol v2"])

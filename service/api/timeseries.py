@@ -20,6 +20,7 @@ import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from forecaster_format import ForecasterSpec
 from service import forecasting
 from service.api.dependencies import RepositoryDep, SettingsDep
 from service.api.errors import describe_validation_errors
@@ -32,7 +33,6 @@ from service.errors import (
     LimitExceededError,
     MalformedRequestError,
 )
-from service.repository import ForecasterSpec
 
 router = APIRouter(prefix="/v1/timeseries", tags=["kserve time series"])
 

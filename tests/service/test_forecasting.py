@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from forecaster_format import Calibration, ForecasterSpec, conformal_map, draw_masks
 from service import forecasting
 from service.errors import LimitExceededError, UnsupportedForecastError
 from service.forecasting import Array32, Limits
-from service.repository import ForecasterSpec, read_spec
+from service.repository import read_spec
 from tests.service.conftest import write_model
 
 LIMITS = Limits(max_series=10, max_points=100, max_horizon=50, max_samples=10, max_paths=100)
@@ -44,7 +45,7 @@ def test_strategy_errors(spec: ForecasterSpec) -> None:
 
 
 def test_masks_are_inverted_dropout_and_depend_on_seed_and_index(spec: ForecasterSpec) -> None:
-    masks = forecasting.draw_masks(spec, samples=400, seed=1, index=0)
+    masks = forecasting.series_masks(spec, samples=400, seed=1, index=0)
 
     assert set(masks) == {"mc_mask_0", "mc_mask_1"}
     for mask in masks.values():
@@ -53,8 +54,8 @@ def test_masks_are_inverted_dropout_and_depend_on_seed_and_index(spec: Forecaste
         assert set(np.unique(mask)) == {0.0, np.float32(1 / 0.75)}
         assert abs(mask.mean() - 1.0) < 0.05
     assert not np.array_equal(masks["mc_mask_0"], masks["mc_mask_1"])
-    again = forecasting.draw_masks(spec, samples=400, seed=1, index=0)
-    other_index = forecasting.draw_masks(spec, samples=400, seed=1, index=1)
+    again = forecasting.series_masks(spec, samples=400, seed=1, index=0)
+    other_index = forecasting.series_masks(spec, samples=400, seed=1, index=1)
     np.testing.assert_array_equal(again["mc_mask_0"], masks["mc_mask_0"])
     assert not np.array_equal(other_index["mc_mask_0"], masks["mc_mask_0"])
 
@@ -139,24 +140,9 @@ def test_quantile_rows_gives_nan_where_a_column_holds_one() -> None:
     )
 
 
-def _calibrate_per_step(paths: np.ndarray, levels: list[float], scores: list[list[float]]):  # type: ignore[no-untyped-def]
-    """The service's conformal map as it was written first: one `np.interp` per step."""
-    mean, std = paths.mean(axis=0), paths.std(axis=0)
-    ranks = np.argsort(np.argsort(paths, axis=0, kind="stable"), axis=0, kind="stable")
-    u = 2.0 * (ranks + 0.5) / len(paths) - 1.0
-    grid = np.concatenate([[0.0], levels])
-    mapped = np.empty_like(paths)
-    for step in range(paths.shape[1]):
-        row = np.concatenate([[0.0], scores[min(step, len(scores) - 1)]])
-        q = np.interp(np.abs(u[:, step]), grid, row)
-        mapped[:, step] = mean[step] + np.sign(u[:, step]) * q * std[step]
-    return mapped
-
-
 @pytest.mark.parametrize("count", [1, 2, 5, 100, 101])
-def test_conformal_calibration_is_the_per_step_map_bit_for_bit(count: int) -> None:
-    from service.repository import Calibration
-
+def test_conformal_calibration_is_the_format_map_with_cached_tables(count: int) -> None:
+    """The map itself is tested in tests/contract; the service keeps its tables per shape."""
     levels, scores = [0.5, 0.8, 0.9, 0.95], [[0.6, 1.2, 1.6, 2.0], [0.7, 1.3, 1.7, 2.2]]
     spec = ForecasterSpec.model_construct(
         calibration=Calibration(method="conformal", levels=levels, scores=scores)
@@ -165,15 +151,13 @@ def test_conformal_calibration_is_the_per_step_map_bit_for_bit(count: int) -> No
     for paths in (rng.standard_normal((count, 10)), np.round(rng.standard_normal((count, 3)))):
         for _ in range(2):  # the table built, then reused
             np.testing.assert_array_equal(
-                forecasting.calibrate(spec, paths), _calibrate_per_step(paths, levels, scores)
+                forecasting.calibrate(spec, paths), conformal_map(paths, levels, scores)
             )
     assert spec.calibration is not None
     assert set(spec.calibration.tables) == {(count, 10), (count, 3)}
 
 
 def test_signed_score_tables_are_bounded() -> None:
-    from service.repository import Calibration
-
     calibration = Calibration(method="conformal", levels=[0.5], scores=[[1.0]])
     for count in range(1, 2 * forecasting.SIGNED_SCORE_TABLES + 1):
         forecasting.signed_scores(calibration, count, 2)
@@ -181,12 +165,11 @@ def test_signed_score_tables_are_bounded() -> None:
     assert 1 <= len(calibration.tables) <= forecasting.SIGNED_SCORE_TABLES
 
 
-def test_drawn_masks_are_inverted_dropout_in_float32(spec: ForecasterSpec) -> None:
-    masks = forecasting.draw_masks(spec, 200, seed=7, index=3)
+def test_series_masks_are_the_format_masks_from_seed_and_index(spec: ForecasterSpec) -> None:
+    masks = forecasting.series_masks(spec, 200, seed=7, index=3)
 
     rng = np.random.default_rng(np.random.SeedSequence([7, 3]))
-    keep = 1.0 - spec.onnx.mc_dropout.rate
-    for m in spec.masks:  # the formula they were first drawn with, same generator, same order
-        expected = ((rng.random((200, m.size)) < keep) / keep).astype(np.float32)
-        assert masks[m.name].dtype == np.float32
-        np.testing.assert_array_equal(masks[m.name], expected)
+    expected = draw_masks(rng, 200, [m.size for m in spec.masks], spec.onnx.mc_dropout.rate)
+    assert list(masks) == [m.name for m in spec.masks]
+    for m, mask in zip(spec.masks, expected, strict=True):
+        np.testing.assert_array_equal(masks[m.name], mask)

@@ -1,10 +1,10 @@
-"""Interval calibration at export: split-conformal scores, and the same path map as the service."""
+"""Interval calibration at export: split-conformal scores, applied with the format's map (the map
+itself, shared with the service, is tested in tests/contract)."""
 
 import numpy as np
 
-from service.forecasting import calibrate
-from service.repository import Calibration, ForecasterSpec
-from training.evaluation import apply_conformal, conformal_scores, interval_coverage
+from forecaster_format import conformal_map
+from training.evaluation import conformal_scores, interval_coverage
 
 
 def test_conformal_scores_reach_nominal_coverage_on_exchangeable_data() -> None:
@@ -18,20 +18,8 @@ def test_conformal_scores_reach_nominal_coverage_on_exchangeable_data() -> None:
     assert all(len(row) == 4 and row == sorted(row) for row in scores)
     raw = interval_coverage(check_samples, check_truth, (0.8, 0.95))
     served = interval_coverage(
-        apply_conformal(check_samples, levels, scores), check_truth, (0.8, 0.95)
+        conformal_map(check_samples, levels, scores), check_truth, (0.8, 0.95)
     )
     assert max(raw["0.95"]) < 0.7
     for level in ("0.8", "0.95"):
         assert np.allclose(served[level], float(level), atol=0.03), served
-
-
-def test_training_and_service_apply_the_same_map() -> None:
-    rng = np.random.default_rng(1)
-    samples = rng.standard_normal((50, 3, 5)) * [1.0, 2.0, 3.0, 4.0, 5.0] + 10
-    levels, scores = [0.5, 0.9], [[0.7, 1.8], [1.0, 2.5], [1.2, 3.0]]
-    expected = apply_conformal(samples, levels, scores)
-    spec = ForecasterSpec.model_construct(
-        calibration=Calibration(method="conformal", levels=levels, scores=scores)
-    )
-    for series in range(3):
-        np.testing.assert_allclose(calibrate(spec, samples[:, series, :]), expected[:, series, :])

@@ -29,6 +29,7 @@ def members(count: int, window_norm: int = 0) -> list[object]:
 def test_ensemble_averages_members_and_shares_their_inputs(tmp_path: Path) -> None:
     import keras
 
+    from forecaster_format import draw_masks
     from training.architectures import (
         RepeatRows,
         all_layers,
@@ -37,7 +38,6 @@ def test_ensemble_averages_members_and_shares_their_inputs(tmp_path: Path) -> No
         ensemble_size,
         mask_inputs,
     )
-    from training.export import draw_masks
     from training.fit import predict
 
     parts = members(3, window_norm=2)

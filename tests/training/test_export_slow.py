@@ -44,9 +44,9 @@ def test_train_export_and_serve_in_ort(workdir: Path, architecture: str) -> None
     import onnxruntime as ort
 
     import training.architectures  # noqa: F401  (registers the custom layers for loading)
+    from forecaster_format import draw_masks
     from training.datasets import generate_time_series
     from training.evaluation import last_step
-    from training.export import draw_masks
     from training.fit import predict
 
     assert train_cli(workdir, architecture) == 0

@@ -135,6 +135,23 @@ def test_optimize_refuses_a_rewrite_that_changes_the_outputs(
     assert (folder / "forecaster.json").read_text() == spec_text
 
 
+def test_optimize_refuses_to_write_an_invalid_forecaster_json(tmp_path: Path) -> None:
+    """The rewritten spec is validated as the service reads it before anything is replaced."""
+    folder = model_folder(tmp_path)
+    spec = json.loads((folder / "forecaster.json").read_text())
+    spec["min_length"] = spec["input_length"] + 1
+    (folder / "forecaster.json").write_text(json.dumps(spec, indent=2) + "\n")
+    graph_bytes = (folder / "1" / "model.onnx").read_bytes()
+    spec_text = (folder / "forecaster.json").read_text()
+
+    with pytest.raises(TrainingError, match=r"lstm: forecaster\.json is invalid: .*min_length"):
+        reoptimize(folder)
+
+    assert (folder / "1" / "model.onnx").read_bytes() == graph_bytes
+    assert (folder / "forecaster.json").read_text() == spec_text
+    assert sorted(p.name for p in (folder / "1").iterdir()) == ["model.onnx"]  # no staging left
+
+
 def test_optimize_names_a_folder_that_is_not_a_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
