@@ -172,11 +172,15 @@ class RestoreInstance(layers.Layer):  # type: ignore[misc]
     """Inverse of InstanceNorm for the target: y = location + spread * y_normalised.
 
     `relative` is [P, H] (seq2vec) or [P, T, H] (seq2seq); location and spread come from `x`
-    ([B, 1] or [B, T]) and are repeated to the P = B x S MC paths as RestoreLevel does."""
+    ([B, 1] or [B, T]) and are repeated to the P = B x S MC paths as RestoreLevel does. `linear`
+    [B, H], when given (seq2vec), is added to the network's [P, H] before the spread is put back:
+    the linear path (`_linear_path`), outside the MC-dropout sites."""
 
-    def call(self, relative: Any, location: Any, spread: Any) -> Any:
+    def call(self, relative: Any, location: Any, spread: Any, linear: Any = None) -> Any:
         rows = ops.shape(relative)[0]
         location, spread = repeat_rows(location, rows), repeat_rows(spread, rows)
+        if linear is not None:  # the linear path of the window (seq2vec), [B, H] -> [P, H]
+            relative = relative + repeat_rows(linear, rows)
         if len(relative.shape) == 3:  # [P, T, H] against [P, T]: one location per step
             location, spread = ops.expand_dims(location, -1), ops.expand_dims(spread, -1)
         return location + spread * relative
@@ -294,15 +298,31 @@ def _input(
     return x, normalised, level
 
 
-def _head(h: Any, horizon: int, kind: TargetKind, level: Any = None) -> Any:
+def _head(h: Any, horizon: int, kind: TargetKind, level: Any = None, linear: Any = None) -> Any:
     if kind == "seq2vec" and len(h.shape) == 3:
         h = LastStep(name="last_step")(h)
     if level is None:
         return layers.Dense(horizon, name="y")(h)
     relative = layers.Dense(horizon, name="relative")(h)
     if isinstance(level, tuple):
+        if linear is not None:
+            return RestoreInstance(name="y")(relative, *level, linear)
         return RestoreInstance(name="y")(relative, *level)
     return RestoreLevel(name="y")(relative, level)
+
+
+def _linear_path(
+    normalised: Any, skip: int, horizon: int, kind: TargetKind, instance_norm: int
+) -> Any:
+    """With instance normalisation, a seq2vec model's linear path: least squares' shape (NLinear)
+    from the last `skip` normalised rows to the normalised forecast, beside the network, which
+    then learns what is left; the model is at least as expressive as the linear baseline on the
+    same window. None when not asked for or not applicable (seq2seq: its outputs at earlier steps
+    must not see the window's later rows)."""
+    if not (skip and instance_norm and kind == "seq2vec"):
+        return None
+    seen = FlattenLast(skip, name="skip_window")(normalised)
+    return layers.Dense(horizon, name="skip_linear")(seen)
 
 
 def _recurrent(cell: type[layers.Layer]) -> Callable[..., keras.Model]:
@@ -320,6 +340,7 @@ def _recurrent(cell: type[layers.Layer]) -> Callable[..., keras.Model]:
         instance_norm: int = 0,
     ) -> keras.Model:
         x, h, level = _input(n_features, kind, window_norm, horizon, season, weeks, instance_norm)
+        linear = _linear_path(h, skip, horizon, kind, instance_norm)
         if skip and level is not None and not instance_norm:
             # A linear path from the last `skip` normalised rows to a relative base correction
             # (outside the MC-dropout sites): the recurrent path learns what is left.
@@ -331,7 +352,7 @@ def _recurrent(cell: type[layers.Layer]) -> Callable[..., keras.Model]:
             last = i == layers_count - 1
             h = cell(units, return_sequences=kind == "seq2seq" or not last, name=f"rnn_{i}")(h)
             h = sites.drop(h)
-        y = _head(h, horizon, kind, level)
+        y = _head(h, horizon, kind, level, linear)
         return keras.Model([x, *sites.inputs], y, name=cell.__name__.lower())
 
     return build
@@ -353,6 +374,7 @@ def build_wavenet(
     season: int = 7,
     weeks: int = 1,
     instance_norm: int = 0,
+    skip: int = 0,
 ) -> keras.Model:
     """The book's simplified WaveNet, deeper: two causal dilated Conv1D blocks (1..16, receptive field
     63 > the 50-step window, measured 0.0025 vs 0.0028 for the book's 1..8), with residual additions.
@@ -361,6 +383,7 @@ def build_wavenet(
     (FIELD-NOTES). Residual additions let 64-filter stacks train in a few minutes on a CPU.
     """
     x, h, level = _input(n_features, kind, window_norm, horizon, season, weeks, instance_norm)
+    linear = _linear_path(h, skip, horizon, kind, instance_norm)
     sites = _Sites(dropout)
     h = layers.Conv1D(filters, 1, name="embed")(h)
     middle = len(dilations) // 2 - 1
@@ -371,7 +394,7 @@ def build_wavenet(
         h = layers.Add(name=f"residual_{i}")([h, conv])
         if i in (middle, len(dilations) - 1):
             h = sites.drop(h)
-    return keras.Model([x, *sites.inputs], _head(h, horizon, kind, level), name="wavenet")
+    return keras.Model([x, *sites.inputs], _head(h, horizon, kind, level, linear), name="wavenet")
 
 
 def build_conv_gru(
@@ -384,16 +407,18 @@ def build_conv_gru(
     season: int = 7,
     weeks: int = 1,
     instance_norm: int = 0,
+    skip: int = 0,
 ) -> keras.Model:
     """The book's Conv1D + GRU, with a causal kernel so every output step sees only its past."""
     x, h, level = _input(n_features, kind, window_norm, horizon, season, weeks, instance_norm)
+    linear = _linear_path(h, skip, horizon, kind, instance_norm)
     sites = _Sites(dropout)
     h = layers.Conv1D(units, 4, padding="causal", activation="relu", name="conv")(h)
     h = layers.GRU(units, return_sequences=True, name="rnn_0")(h)
     h = sites.drop(h)
     h = layers.GRU(units, return_sequences=kind == "seq2seq", name="rnn_1")(h)
     h = sites.drop(h)
-    return keras.Model([x, *sites.inputs], _head(h, horizon, kind, level), name="conv_gru")
+    return keras.Model([x, *sites.inputs], _head(h, horizon, kind, level, linear), name="conv_gru")
 
 
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {

@@ -125,9 +125,10 @@ def parser() -> argparse.ArgumentParser:
     csv.add_argument(
         "--skip-steps",
         type=int,
-        default=0,
-        help="with --scaling window (recurrent models): a linear path from the last N normalised "
-        "rows corrects the base, beside the recurrent path",
+        default=-1,
+        help="a linear path from the last N normalised rows beside the network: with instance "
+        "normalisation (seq2vec) it adds to the forecast (default: the whole window), with "
+        "--scaling window (recurrent models) it corrects the base (default: none); 0 disables",
     )
     csv.add_argument(
         "--valid-context",
@@ -412,6 +413,7 @@ def build_model(
     size_arg = "filters" if args.model == "wavenet" else "units"
     window_norm = task.numeric_features if args.scaling == "window" else 0
     instance_norm = task.numeric_features if normalization == "instance" else 0
+    skip = skip_steps(args, normalization)
     return ARCHITECTURES[args.model](
         task.n_features,
         args.horizon,
@@ -423,9 +425,18 @@ def build_model(
             "instance_norm": instance_norm,
             "season": task.config.season,
             **({"weeks": args.profile_weeks} if args.profile_weeks > 1 else {}),
-            **({"skip": args.skip_steps} if args.skip_steps > 0 else {}),
+            **({"skip": skip} if skip > 0 else {}),
         },
     )
+
+
+def skip_steps(args: argparse.Namespace, normalization: str) -> int:
+    """The linear path's rows: as given, or by default the whole window for an instance-normalised
+    seq2vec model (so it is never less expressive than the linear baseline the gate compares it
+    with) and none otherwise."""
+    if args.skip_steps >= 0:
+        return int(args.skip_steps)
+    return int(args.input_length) if normalization == "instance" and args.kind == "seq2vec" else 0
 
 
 def normalization_candidates(args: argparse.Namespace, task: Task) -> list[str]:
@@ -616,8 +627,8 @@ def run_train(args: argparse.Namespace) -> int:
     info.update(model=args.model, units=args.units, dropout=args.dropout, seed=args.seed)
     if args.profile_weeks > 1:
         info["profile_weeks"] = args.profile_weeks
-    if args.skip_steps > 0:
-        info["skip_steps"] = args.skip_steps
+    if skip_steps(args, chosen) > 0:
+        info["skip_steps"] = skip_steps(args, chosen)
     run_dir = args.runs_dir / name
     run_dir.mkdir(parents=True, exist_ok=True)
     model.save(run_dir / "model.keras")
@@ -670,13 +681,19 @@ def export_and_report(
     if "drift" in m:
         drift = m["drift"]
         parts = [
-            f"{k} {units(v['mae_original_units'])}" for k, v in drift.items() if isinstance(v, dict)
+            f"{k} {units(v.get('mae_original_units', v['mae']))}"
+            for k, v in drift.items()
+            if isinstance(v, dict)
         ]
         print(f"{name}: MAE over {drift['period']}: " + ", ".join(parts))
     if spec.get("calibration"):
         cal = spec["calibration"]
-        print(f"{name}: held-out interval coverage raw {cal['coverage_raw']}")
-        print(f"{name}: held-out interval coverage calibrated {cal['coverage_calibrated']}")
+        for label in ("raw", "calibrated"):
+            mean = {
+                level: round(sum(values) / len(values), 3)
+                for level, values in cal[f"coverage_{label}"].items()
+            }
+            print(f"{name}: held-out interval coverage {label} (mean over steps) {mean}")
     return 0
 
 

@@ -10,15 +10,20 @@ import pytest
 pytestmark = pytest.mark.slow
 
 CASES = [(arch, kind) for arch in ("lstm", "gru", "wavenet") for kind in ("seq2vec", "seq2seq")]
+CASES += [("gru", "seq2vec+linear"), ("wavenet", "seq2vec+linear")]
 
 
 def build(architecture: str, kind: str) -> object:
+    """`seq2vec+linear`: with the linear path from the last 24 normalised rows."""
     from training.architectures import ARCHITECTURES
     from training.fit import set_seed
 
     set_seed(0)
     size = {"filters": 8} if architecture == "wavenet" else {"units": 8}
-    return ARCHITECTURES[architecture](2, 4, kind, dropout=0.1, instance_norm=2, **size)
+    extra = {"skip": 24} if kind.endswith("+linear") else {}
+    return ARCHITECTURES[architecture](
+        2, 4, kind.split("+")[0], dropout=0.1, instance_norm=2, **size, **extra
+    )
 
 
 @pytest.mark.parametrize(("architecture", "kind"), CASES)
@@ -30,6 +35,8 @@ def test_forecast_moves_with_the_level_and_scale_of_the_window(
     from training.fit import predict
 
     model = build(architecture, kind)
+    if kind.endswith("+linear"):
+        assert "skip_linear" in [layer.name for layer in model.layers]  # type: ignore[attr-defined]
     x = np.random.default_rng(0).normal(size=(5, 30, 2)).astype(np.float32)
     shifted = x * np.float32(3.0) - np.float32(250.0)  # far from zero, negative
     base = last_step(predict(model, x))
