@@ -681,7 +681,7 @@ def export_and_report(
     if "drift" in m:
         drift = m["drift"]
         parts = [
-            f"{k} {units(v.get('mae_original_units', v['mae']))}"
+            f"{k} {units(v['mae_original_units'] if 'mae_original_units' in v else v['mae'])}"
             for k, v in drift.items()
             if isinstance(v, dict)
         ]
