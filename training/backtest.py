@@ -495,20 +495,25 @@ def coverage(truth: Array, lo: Array, hi: Array) -> float:
     return float(np.mean((truth >= lo) & (truth <= hi)))
 
 
-def command_line(config: BacktestConfig, stride: int, season: int) -> str:
-    """The command that reproduces this backtest, defaults resolved."""
-    parts = ["python", "-m", "training", "backtest", "--model", str(config.model)]
-    parts += ["--data", str(config.data), "--date-column", config.date_column]
-    if config.target:
-        parts += ["--target", config.target]
-    if config.frequency:
-        parts += ["--frequency", config.frequency]
+def reading_flags(config: BacktestConfig) -> list[str]:
+    """The flags that say how the CSV was read (target, dates, gaps), as given."""
+    parts = ["--target", config.target] if config.target else []
     if config.date_format:
         parts += ["--date-format", config.date_format]
     if config.dayfirst:
         parts.append("--dayfirst")
     if config.fill_gaps != "error":
         parts += ["--fill-gaps", config.fill_gaps]
+    return parts
+
+
+def command_line(config: BacktestConfig, stride: int, season: int) -> str:
+    """The command that reproduces this backtest, defaults resolved."""
+    parts = ["python", "-m", "training", "backtest", "--model", str(config.model)]
+    parts += ["--data", str(config.data), "--date-column", config.date_column]
+    parts += reading_flags(config)
+    if config.frequency:
+        parts += ["--frequency", config.frequency]
     if config.start:
         parts += ["--start", config.start]
     if config.end:
@@ -1089,14 +1094,7 @@ def panel_command_line(config: BacktestConfig, data_format: str, season: int) ->
     parts += ["--format", data_format]
     if data_format == "long":
         parts += ["--id-column", config.id_column, "--date-column", config.date_column]
-        if config.target:
-            parts += ["--target", config.target]
-        if config.date_format:
-            parts += ["--date-format", config.date_format]
-        if config.dayfirst:
-            parts.append("--dayfirst")
-        if config.fill_gaps != "error":
-            parts += ["--fill-gaps", config.fill_gaps]
+        parts += reading_flags(config)
     if config.frequency:
         parts += ["--frequency", config.frequency]
     parts += ["--season", str(season), "--levels", *map(str, config.levels)]
