@@ -80,9 +80,8 @@ def compare(
         )
     forecasts["linear"] = LinearBaseline(task.train).predict(windows.x)
     forecasts["auto_ets"], notes = _ets(task, windows, origins, season)
-    if origins is not None and task.scaled_series is not None:
-        train_end = len(task.train) + task.config.input_length + horizon - 1
-        history = task.scaled_series[: max(train_end, season + 2), 0].astype(np.float64)
+    if origins is not None and task.scaled_series is not None and task.train_rows is not None:
+        history = task.scaled_series[task.train_rows, 0].astype(np.float64)
         scale: Any = float(mase_scale(history, season)[0]) * unit
     else:
         scale = mase_scale(target.astype(np.float64), season) * unit

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from training.baselines import seasonal_naive
 from training.datasets import FloatArray, Windows
 
 
@@ -41,10 +42,8 @@ def errors(
 
 def naive_forecast(windows: Windows, target: int = 0, season: int = 1) -> FloatArray:
     """Repeat the last `season` target values (season 1: the last value; 7: the same weekday)."""
-    history = windows.x[:, :, target]
     horizon = last_step(windows.y).shape[1]
-    steps = np.arange(horizon)
-    return history[:, history.shape[1] - season + steps % season].astype(np.float32)
+    return seasonal_naive(windows.x[:, :, target], horizon, season).astype(np.float32)
 
 
 class LinearBaseline:

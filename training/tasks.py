@@ -101,6 +101,7 @@ class Task:
     # windows come from one series: the baselines' AutoETS forecasts from the same origins.
     valid_origins: NDArray[np.intp] | None = None
     test_origins: NDArray[np.intp] | None = None
+    train_rows: slice | None = None  # the training part's rows of scaled_series (MASE's scale)
     # Panels (--format long or m4): valid and test hold one window per series, in panel_ids order;
     # each series was divided by its scale (mean |value| of its training part) before windowing.
     panel_ids: list[str] | None = None
@@ -212,18 +213,25 @@ def build_task(config: TaskConfig) -> Task:
     scaling.scale[numeric:] = [1.0] * (len(scaling.scale) - numeric)
     scaled = scaling.apply(series.values)
 
-    def windows(part: slice, name: str, inside: bool = False) -> Windows:
+    def first_row(part: slice, inside: bool = False) -> int:
         # Windows may start in the previous period: only their targets must be unseen. The book
         # forms them inside the period, so its first targets come input_length steps in.
-        lo = part.start if inside else max(part.start - config.input_length, 0)
+        return int(part.start) if inside else max(int(part.start) - config.input_length, 0)
+
+    def windows(part: slice, name: str, inside: bool = False) -> Windows:
         return window_series(
-            scaled[lo : part.stop], config.input_length, config.horizon, config.kind, 0, name
+            scaled[first_row(part, inside) : part.stop],
+            config.input_length,
+            config.horizon,
+            config.kind,
+            0,
+            name,
         )
 
     def origins(part: slice, count: int, inside: bool = False) -> NDArray[np.intp]:
         """The row of each window's first target (as `windows` forms them)."""
-        lo = part.start if inside else max(part.start - config.input_length, 0)
-        rows: NDArray[np.intp] = lo + config.input_length + np.arange(count, dtype=np.intp)
+        start = first_row(part, inside) + config.input_length
+        rows: NDArray[np.intp] = start + np.arange(count, dtype=np.intp)
         return rows
 
     train = window_series(
@@ -238,7 +246,7 @@ def build_task(config: TaskConfig) -> Task:
         # Calibration always: the rows after validation, or else the end of validation, are held
         # out (never trained or early-stopped on) to calibrate the intervals and run the gate.
         rows_needed = config.input_length + config.horizon + MIN_CALIBRATION_WINDOWS - 1
-        rest = len(series.values) - max(test_part.start - config.input_length, 0)
+        rest = len(series.values) - first_row(test_part)
         if rest < rows_needed:
             cut = valid_part.start + (valid_part.stop - valid_part.start) * 2 // 3
             valid_part, test_part = slice(valid_part.start, cut), slice(cut, len(series.values))
@@ -246,19 +254,18 @@ def build_task(config: TaskConfig) -> Task:
     test = None
     test_dates = None
     test_origins = None
-    if test_part.stop > test_part.start:
-        lo = max(test_part.start - config.input_length, 0)
-        if test_part.stop - lo >= config.input_length + config.horizon:
-            test = windows(test_part, "test")
-            test_origins = origins(test_part, len(test))
-            test_dates = [str(np.datetime_as_string(series.dates[o], "D")) for o in test_origins]
-            if config.test_end is None:
-                notes.append(
-                    f"no --test-end: the {test_part.stop - test_part.start} rows "
-                    f"{np.datetime_as_string(series.dates[test_part.start], 'D')}.."
-                    f"{np.datetime_as_string(series.dates[test_part.stop - 1], 'D')} are held out "
-                    f"({len(test)} windows) to calibrate the intervals and check the baselines"
-                )
+    # at least one window: the part holds a horizon of targets after input_length rows of context
+    if test_part.stop - first_row(test_part) >= config.input_length + config.horizon:
+        test = windows(test_part, "test")
+        test_origins = origins(test_part, len(test))
+        test_dates = [str(np.datetime_as_string(series.dates[o], "D")) for o in test_origins]
+        if config.test_end is None:
+            notes.append(
+                f"no --test-end: the {test_part.stop - test_part.start} rows "
+                f"{np.datetime_as_string(series.dates[test_part.start], 'D')}.."
+                f"{np.datetime_as_string(series.dates[test_part.stop - 1], 'D')} are held out "
+                f"({len(test)} windows) to calibrate the intervals and check the baselines"
+            )
     if test is None or len(test) < MIN_CALIBRATION_WINDOWS:
         notes.append(
             f"warning: {0 if test is None else len(test)} held-out windows, fewer than "
@@ -289,6 +296,7 @@ def build_task(config: TaskConfig) -> Task:
         numeric,
         test_dates,
         valid_origins=origins(valid_part, len(valid), inside),
+        train_rows=train_part,
         test_origins=test_origins,
     )
 
